@@ -1,0 +1,32 @@
+# `make test` and `make bench` create .venv when it is missing and install into it.
+# `make gpu-check` runs from the source tree with the GPU machine's own python3 and installs nothing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The torch to install before the package; on these machines this CPU build lies on disk.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: install test test-gpu bench lint gpu-check clean
+
+$(STAMP): pyproject.toml constraints/test.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -c constraints/test.txt -e ".[dev,bench]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.run
+
+lint: $(STAMP)
+	$(PY) -m ruff check fusedrnn tests benchmarks
+
+gpu-check:
+	PYTHONPATH=. python3 benchmarks/gpu_check.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

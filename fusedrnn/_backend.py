@@ -1,0 +1,55 @@
+"""Which implementation runs a forward: the fused Triton kernels or torch's own.
+
+`auto` picks Triton for CUDA tensors and torch (the very code `torch.nn` runs) everywhere else.
+`triton` on CPU tensors runs the kernels in Triton's interpreter, which needs TRITON_INTERPRET=1 set
+before triton is first imported. The environment variable FUSEDRNN_BACKEND sets the default.
+"""
+
+import importlib.util
+import os
+
+import torch
+
+BACKENDS = ("auto", "triton", "torch")
+ENV_VAR = "FUSEDRNN_BACKEND"
+
+
+def check_backend(backend: str | None) -> str | None:
+    """Validate a constructor's backend argument (None means: read FUSEDRNN_BACKEND at call time)."""
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+def default_backend() -> str:
+    backend = os.environ.get(ENV_VAR, "auto").strip().lower() or "auto"
+    if backend not in BACKENDS:
+        raise ValueError(f"{ENV_VAR} must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+def interpreter_enabled() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def triton_available() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def resolve(backend: str | None, tensor: torch.Tensor) -> str:
+    """The implementation ("triton" or "torch") that runs for this backend choice and input tensor."""
+    choice = backend or default_backend()
+    if choice == "torch":
+        return "torch"
+    on_gpu = tensor.device.type == "cuda"
+    if choice == "auto":
+        return "triton" if on_gpu and triton_available() else "torch"
+    if not triton_available():
+        raise RuntimeError("backend='triton' needs the triton package: pip install triton")
+    if not on_gpu and not interpreter_enabled():
+        raise RuntimeError(
+            f"backend='triton' got {tensor.device.type} tensors: the Triton kernels run on CUDA. To run them "
+            "on the CPU in Triton's interpreter, set TRITON_INTERPRET=1 before importing triton; "
+            "otherwise use backend='torch' or 'auto'."
+        )
+    return "triton"

@@ -1,0 +1,78 @@
+"""Drop-in `LSTMCell` and `GRUCell`: one step of the fused stepwise recurrence (a sequence of length 1)."""
+
+import torch.nn.functional as F
+from torch import nn
+
+from fusedrnn._backend import resolve
+from fusedrnn.nn.backend_option import BackendOption
+from fusedrnn.kernels import cell_kernels, recurrence
+from fusedrnn.nn.checks import check_devices_and_dtypes
+
+
+class FusedCellMixin(BackendOption):
+    """Routes forward to the fused kernel or to torch's own, by backend and device."""
+
+    backend: str | None
+    mode: str
+
+    def forward(self, input, hx=None):
+        if resolve(self.backend, input) == "torch":
+            return super().forward(input, hx)
+        has_cell_state = self.mode == "LSTM"
+        states = (tuple(hx) if has_cell_state else (hx,)) if hx is not None else None
+        name = type(self).__name__
+        if input.dim() not in (1, 2):
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        for k, state in enumerate(states or ()):
+            if state.dim() not in (1, 2):
+                what = f"hx[{k}]" if has_cell_state else "hidden"
+                raise ValueError(f"{name}: Expected {what} to be 1D or 2D, got {state.dim()}D instead")
+        batched = input.dim() == 2
+        if not batched:
+            input = input.unsqueeze(0)
+            states = tuple(s.unsqueeze(0) for s in states) if states is not None else None
+        self._check_sizes(input, states or ())
+        check_devices_and_dtypes(input, states or (), self.weight_ih)
+
+        gx = F.linear(input, self.weight_ih, self.bias_ih).unsqueeze(0)
+        initial = states if states is not None else (None,) * (2 if has_cell_state else 1)
+        _, *final = recurrence(cell_kernels(self.mode), gx, self.weight_hh, self.bias_hh, initial, None, False)
+        if not batched:
+            final = [s.squeeze(0) for s in final]
+        return tuple(final) if has_cell_state else final[0]
+
+    def _check_sizes(self, input, states) -> None:
+        # torch's messages for the same mistakes (raised there by the C++ cell).
+        if input.size(1) != self.input_size:
+            raise RuntimeError(f"input has inconsistent input_size: got {input.size(1)} expected {self.input_size}")
+        for k, state in enumerate(states):
+            if state.size(0) != input.size(0):
+                raise RuntimeError(
+                    f"Input batch size {input.size(0)} doesn't match hidden{k} batch size {state.size(0)}"
+                )
+            if state.size(1) != self.hidden_size:
+                raise RuntimeError(
+                    f"hidden{k} has inconsistent hidden_size: got {state.size(1)}, expected {self.hidden_size}"
+                )
+
+
+class LSTMCell(FusedCellMixin, nn.LSTMCell):
+    """`torch.nn.LSTMCell` with a fused Triton step on CUDA; arguments as torch's plus `backend`
+    (see `fusedrnn.LSTM`).
+
+        >>> cell = fusedrnn.LSTMCell(32, 64).cuda()
+        >>> h, c = cell(x, (h, c))
+    """
+
+    mode = "LSTM"
+
+
+class GRUCell(FusedCellMixin, nn.GRUCell):
+    """`torch.nn.GRUCell` with a fused Triton step on CUDA; arguments as torch's plus `backend`.
+
+        >>> cell = fusedrnn.GRUCell(32, 64).cuda()
+        >>> h = cell(x, h)
+    """
+
+    mode = "GRU"
+

@@ -1,0 +1,51 @@
+"""Drop-in `LSTM` and `GRU`: subclasses of the torch modules whose forward runs the fused kernels.
+
+Being subclasses, they keep torch's constructor checks, parameter names and shapes (state dicts load
+both ways), `isinstance(m, nn.LSTM)`, `flatten_parameters`, `all_weights`, `reset_parameters` and repr.
+"""
+
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+from fusedrnn._backend import resolve
+from fusedrnn.nn.backend_option import BackendOption
+from fusedrnn.nn.stack import fused_rnn_forward
+
+
+class FusedRNNMixin(BackendOption):
+    """Routes forward to the fused kernels or to torch's own forward, by backend and device."""
+
+    backend: str | None
+
+    def forward(self, input, hx=None):
+        data = input.data if isinstance(input, PackedSequence) else input
+        if resolve(self.backend, data) == "triton":
+            if self.proj_size == 0:
+                return fused_rnn_forward(self, input, hx)
+            if self.backend == "triton":
+                raise NotImplementedError(
+                    "fusedrnn has no fused kernel for proj_size > 0 yet; use backend='torch' "
+                    "(or 'auto', which runs torch's implementation for projected LSTMs)"
+                )
+        return super().forward(input, hx)
+
+
+class LSTM(FusedRNNMixin, nn.LSTM):
+    """`torch.nn.LSTM` with fused Triton kernels on CUDA.
+
+    Same arguments as `torch.nn.LSTM` plus `backend`: "auto" (Triton on CUDA tensors, torch elsewhere),
+    "triton" or "torch"; None (default) reads the environment variable FUSEDRNN_BACKEND, else "auto".
+
+        >>> lstm = fusedrnn.LSTM(32, 64, num_layers=2, bidirectional=True).cuda()
+        >>> output, (h_n, c_n) = lstm(x)
+    """
+
+
+class GRU(FusedRNNMixin, nn.GRU):
+    """`torch.nn.GRU` with fused Triton kernels on CUDA; arguments as `torch.nn.GRU` plus `backend`
+    (see `fusedrnn.LSTM`).
+
+        >>> gru = fusedrnn.GRU(32, 64, batch_first=True).cuda()
+        >>> output, h_n = gru(x)
+    """
+

@@ -1,0 +1,116 @@
+"""The fused forward of a torch-style RNN module, shared by LSTM and GRU.
+
+It mirrors `torch.nn.LSTM.forward` / `torch.nn.GRU.forward`: the same input layouts (batched or not,
+batch_first, PackedSequence sorted or not), the same checks and messages (torch's own methods), the same
+outputs. Inside, every layout becomes a time-major padded (T, B, I) tensor plus per-row lengths, and
+each layer and direction is one input-projection GEMM followed by the stepwise recurrence.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+from fusedrnn.kernels import cell_kernels, recurrence
+from fusedrnn.nn.checks import check_devices_and_dtypes
+
+
+def _as_tuple(hx, has_cell_state: bool):
+    if hx is None:
+        return None
+    return tuple(hx) if has_cell_state else (hx,)
+
+
+def _check_state_dims(mode: str, states, batched: bool) -> None:
+    want = 3 if batched else 2
+    if all(s.dim() == want for s in states):
+        return
+    kind = "batched 3-D" if batched else "unbatched 2-D"
+    if mode == "LSTM":
+        got = ", ".join(f"{s.dim()}-D" for s in states)
+        raise RuntimeError(f"For {kind} input, hx and cx should also be {want}-D but got ({got}) tensors")
+    raise RuntimeError(f"For {kind} input, hx should also be {want}-D but got {states[0].dim()}-D tensor")
+
+
+def fused_rnn_forward(rnn: nn.RNNBase, input, hx=None):
+    """Forward of an nn.LSTM / nn.GRU (or subclass) on the fused kernels; returns what torch returns."""
+    mode = rnn.mode
+    has_cell_state = mode == "LSTM"
+    states = _as_tuple(hx, has_cell_state)
+    packed = isinstance(input, PackedSequence)
+    batch_dim = 0 if rnn.batch_first else 1
+    if packed:
+        data, batch_sizes, sorted_indices, unsorted_indices = input
+        _check(rnn, data, states, batch_sizes)
+        if states is not None and sorted_indices is not None:
+            states = tuple(s.index_select(1, sorted_indices) for s in states)
+        x, lengths = pad_packed_sequence(PackedSequence(data, batch_sizes))
+        batched = True
+    else:
+        if input.dim() not in (2, 3):
+            raise ValueError(f"{mode}: Expected input to be 2D or 3D, got {input.dim()}D instead")
+        batched = input.dim() == 3
+        if not batched:
+            input = input.unsqueeze(batch_dim)
+        if states is not None:
+            _check_state_dims(mode, states, batched)
+            if not batched:
+                states = tuple(s.unsqueeze(1) for s in states)
+        _check(rnn, input, states, None)
+        x = input.transpose(0, 1) if rnn.batch_first else input
+        lengths = None
+    if x.size(0) == 0:
+        raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
+    check_devices_and_dtypes(x, states or (), rnn.weight_ih_l0)
+
+    y, finals = run_layers(rnn, x, states, lengths)
+
+    if packed:
+        data_out = pack_padded_sequence(y, lengths, enforce_sorted=True).data
+        output = PackedSequence(data_out, batch_sizes, sorted_indices, unsorted_indices)
+        if unsorted_indices is not None:
+            finals = tuple(s.index_select(1, unsorted_indices) for s in finals)
+    else:
+        output = y.transpose(0, 1) if rnn.batch_first else y
+        if not batched:
+            output = output.squeeze(batch_dim)
+            finals = tuple(s.squeeze(1) for s in finals)
+    return output, (finals if has_cell_state else finals[0])
+
+
+def _check(rnn: nn.RNNBase, input, states, batch_sizes) -> None:
+    """torch's own checks, so the exception types and messages are torch's."""
+    if states is None:
+        rnn.check_input(input, batch_sizes)
+    else:
+        rnn.check_forward_args(input, states if len(states) > 1 else states[0], batch_sizes)
+
+
+def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor | None):
+    """All layers and directions of `rnn` over padded time-major x (T, B, I) with per-row lengths
+    (CPU int64, or None). Returns y (T, B, D * H) and the final states, each (L * D, B, H)."""
+    kernels = cell_kernels(rnn.mode)
+    T = x.size(0)
+    directions = 2 if rnn.bidirectional else 1
+    n_states = 2 if kernels.has_cell_state else 1
+    if lengths is not None:
+        lengths = None if bool((lengths == T).all()) else lengths.to(x.device, torch.int32)
+    finals = [[] for _ in range(n_states)]
+    layer_input = x
+    for layer in range(rnn.num_layers):
+        outputs = []
+        for d in range(directions):
+            suffix = f"l{layer}" + ("_reverse" if d else "")
+            b_ih = getattr(rnn, f"bias_ih_{suffix}") if rnn.bias else None
+            b_hh = getattr(rnn, f"bias_hh_{suffix}") if rnn.bias else None
+            gx = F.linear(layer_input, getattr(rnn, f"weight_ih_{suffix}"), b_ih)
+            index = layer * directions + d
+            initial = tuple(s[index] for s in states) if states is not None else (None,) * n_states
+            y, *final = recurrence(kernels, gx, getattr(rnn, f"weight_hh_{suffix}"), b_hh, initial, lengths, d == 1)
+            outputs.append(y)
+            for acc, s in zip(finals, final):
+                acc.append(s)
+        layer_input = torch.cat(outputs, dim=2) if directions == 2 else outputs[0]
+        if rnn.dropout and rnn.training and layer < rnn.num_layers - 1:
+            layer_input = F.dropout(layer_input, rnn.dropout, training=True)
+    return layer_input, tuple(torch.stack(f) for f in finals)
