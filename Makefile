@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints/test.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -c constraints/test.txt -e ".[dev,bench]"
+	$(PY) -m pip install -q -c constraints/test.txt -e ".[dev,bench,lightning]"
 	touch $(STAMP)
 
 install: $(STAMP)
