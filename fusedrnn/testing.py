@@ -50,7 +50,9 @@ def compare(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | N
     return ErrorReport(max_abs, max_abs / max(scale, atol), max_abs <= atol + rtol * scale)
 
 
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | None = None, name: str = "") -> None:
+def assert_close(
+    actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype | None = None, name: str = ""
+) -> None:
     report = compare(actual, expected, dtype)
     if not report.ok:
         raise AssertionError(f"{name or 'tensor'} ({dtype or actual.dtype}): {report}")

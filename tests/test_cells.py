@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from helpers import assert_all_close, random_like_module
 from torch import nn
 
 import fusedrnn
 from fusedrnn.kernels import reference
-from helpers import assert_all_close, random_like_module
 
 
 def cell_pair(mode, dtype, input_size=5, hidden_size=37, bias=True):

@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from helpers import assert_all_close, canonical, make_input, random_like_module, reference_forward
 from torch import nn
 
 import fusedrnn
 from fusedrnn.testing import assert_close
-from helpers import assert_all_close, canonical, make_input, random_like_module, reference_forward
 
 CONFIGS = {
     "base": dict(input_size=5, hidden_size=37, T=7, B=3),

@@ -3,11 +3,11 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import assert_all_close
 
 from fusedrnn.kernels import reference
 from fusedrnn.kernels.gru import gru_recurrence
 from fusedrnn.kernels.lstm import lstm_recurrence
-from helpers import assert_all_close
 
 GATES = {"LSTM": 4, "GRU": 3}
 

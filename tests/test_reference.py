@@ -2,11 +2,11 @@
 
 import pytest
 import torch
+from helpers import canonical, make_input, random_like_module, reference_forward
 from torch import nn
 
 from fusedrnn.kernels import reference
 from fusedrnn.testing import assert_close
-from helpers import canonical, make_input, random_like_module, reference_forward
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])

@@ -16,6 +16,12 @@ def tanh(x):
 
 
 @triton.jit
+def gate_input(gx_ptrs, hg_ptrs, mask, COMPUTE: tl.constexpr):
+    """A gate's pre-activation: input projection plus recurrent projection, in the compute dtype."""
+    return tl.load(gx_ptrs, mask=mask).to(COMPUTE) + tl.load(hg_ptrs, mask=mask).to(COMPUTE)
+
+
+@triton.jit
 def step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr):
     """Which rows are inside their sequence at this step, and the time index each one touches.
 

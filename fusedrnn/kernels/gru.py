@@ -11,7 +11,16 @@ import torch
 import triton
 import triton.language as tl
 
-from fusedrnn.kernels._common import previous_time, row_offsets, seq_offsets, sigmoid, step_positions, tanh, tile
+from fusedrnn.kernels._common import (
+    gate_input,
+    previous_time,
+    row_offsets,
+    seq_offsets,
+    sigmoid,
+    step_positions,
+    tanh,
+    tile,
+)
 from fusedrnn.kernels.stepwise import CellKernels, recurrence
 
 
@@ -28,8 +37,8 @@ def gru_forward_step(
     live = mask & active[:, None]
     x_at = seq_offsets(t, rows, cols, B, H, 3)
     r_at = row_offsets(rows, cols, H, 3)
-    r = sigmoid(tl.load(gx_ptr + x_at, mask=live).to(COMPUTE) + tl.load(hg_ptr + r_at, mask=live).to(COMPUTE))
-    z = sigmoid(tl.load(gx_ptr + x_at + H, mask=live).to(COMPUTE) + tl.load(hg_ptr + r_at + H, mask=live).to(COMPUTE))
+    r = sigmoid(gate_input(gx_ptr + x_at, hg_ptr + r_at, live, COMPUTE))
+    z = sigmoid(gate_input(gx_ptr + x_at + H, hg_ptr + r_at + H, live, COMPUTE))
     hg_n = tl.load(hg_ptr + r_at + 2 * H, mask=live).to(COMPUTE)
     n = tanh(tl.load(gx_ptr + x_at + 2 * H, mask=live).to(COMPUTE) + r * hg_n)
 

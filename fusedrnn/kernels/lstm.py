@@ -10,7 +10,16 @@ import torch
 import triton
 import triton.language as tl
 
-from fusedrnn.kernels._common import previous_time, row_offsets, seq_offsets, sigmoid, step_positions, tanh, tile
+from fusedrnn.kernels._common import (
+    gate_input,
+    previous_time,
+    row_offsets,
+    seq_offsets,
+    sigmoid,
+    step_positions,
+    tanh,
+    tile,
+)
 from fusedrnn.kernels.stepwise import CellKernels, recurrence
 
 
@@ -26,14 +35,10 @@ def lstm_forward_step(
     live = mask & active[:, None]
     x_at = seq_offsets(t, rows, cols, B, H, 4)
     r_at = row_offsets(rows, cols, H, 4)
-    pre_i = tl.load(gx_ptr + x_at, mask=live).to(COMPUTE) + tl.load(hg_ptr + r_at, mask=live).to(COMPUTE)
-    pre_f = tl.load(gx_ptr + x_at + H, mask=live).to(COMPUTE) + tl.load(hg_ptr + r_at + H, mask=live).to(COMPUTE)
-    pre_g = tl.load(gx_ptr + x_at + 2 * H, mask=live).to(COMPUTE) + tl.load(hg_ptr + r_at + 2 * H, mask=live).to(COMPUTE)
-    pre_o = tl.load(gx_ptr + x_at + 3 * H, mask=live).to(COMPUTE) + tl.load(hg_ptr + r_at + 3 * H, mask=live).to(COMPUTE)
-    i = sigmoid(pre_i)
-    f = sigmoid(pre_f)
-    g = tanh(pre_g)
-    o = sigmoid(pre_o)
+    i = sigmoid(gate_input(gx_ptr + x_at, hg_ptr + r_at, live, COMPUTE))
+    f = sigmoid(gate_input(gx_ptr + x_at + H, hg_ptr + r_at + H, live, COMPUTE))
+    g = tanh(gate_input(gx_ptr + x_at + 2 * H, hg_ptr + r_at + 2 * H, live, COMPUTE))
+    o = sigmoid(gate_input(gx_ptr + x_at + 3 * H, hg_ptr + r_at + 3 * H, live, COMPUTE))
 
     state_at = row_offsets(rows, cols, H, 1)
     c_prev = tl.load(c_ptr + state_at, mask=mask)

@@ -63,8 +63,11 @@ def rnn_direction(mode, x, state, weights, lengths=None, reverse=False):
 
 
 def rnn(mode, x, initial, layer_weights, bidirectional=False, lengths=None, dropout=0.0):
-    """A stack of layers, with torch's inter-layer dropout when dropout > 0. x: (T, B, I); initial: tuple of (L * D, B, H) tensors;
-    layer_weights[k][d]: the weights of layer k, direction d. Returns y (T, B, D * H) and final states."""
+    """A stack of layers, with torch's inter-layer dropout when dropout > 0.
+
+    x: (T, B, I); initial: tuple of (L * D, B, H) tensors; layer_weights[k][d]: the weights of layer k,
+    direction d. Returns y (T, B, D * H) and the final states.
+    """
     directions = 2 if bidirectional else 1
     finals = [[] for _ in initial]
     for k, per_direction in enumerate(layer_weights):

@@ -4,8 +4,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fusedrnn._backend import resolve
-from fusedrnn.nn.backend_option import BackendOption
 from fusedrnn.kernels import cell_kernels, recurrence
+from fusedrnn.nn.backend_option import BackendOption
 from fusedrnn.nn.checks import check_devices_and_dtypes
 
 

@@ -1,0 +1,128 @@
+"""Real sizes on a CUDA GPU (`pytest -m gpu`): the compiled Triton kernels against a float64 reference,
+each error held to torch's (cuDNN's) error in the same dtype. Skipped without CUDA, except that
+GPU_CHECK_DRY=1 runs the same code on the CPU, in Triton's interpreter, at tiny sizes."""
+
+import os
+
+import pytest
+import torch
+from helpers import canonical, make_input
+from torch import nn
+
+import fusedrnn
+from fusedrnn.testing import compare, tolerance
+
+DRY = os.environ.get("GPU_CHECK_DRY") == "1" and not torch.cuda.is_available()
+DEVICE = "cpu" if DRY else "cuda"
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not (torch.cuda.is_available() or DRY), reason="needs a CUDA GPU (or GPU_CHECK_DRY=1)"),
+]
+
+# (B, H, T, extra constructor arguments, packed with random lengths)
+SHAPES = [
+    (64, 512, 256, {}, False),
+    (16, 1024, 512, {}, False),
+    (3, 37, 7, {}, False),
+    (48, 256, 64, dict(num_layers=2, bidirectional=True), True),
+    (32, 128, 96, dict(batch_first=True), False),
+]
+if DRY:
+    SHAPES = [(3, 37, 7, {}, False), (4, 8, 5, dict(num_layers=2, bidirectional=True), True)]
+DTYPES = [torch.float32, torch.float16] if DRY else [torch.float32, torch.bfloat16, torch.float16]
+
+
+def shape_id(shape):
+    B, H, T, extra, packed = shape
+    return f"B{B}-H{H}-T{T}" + "".join(f"-{k}" for k in extra) + ("-packed" if packed else "")
+
+
+def outputs_and_grads(module, dtype, x64, states64, upstream, lengths):
+    """Outputs and the gradients of every input, state and parameter, for `module` run in `dtype`."""
+    x = x64.to(dtype).requires_grad_()
+    states = [s.to(dtype).requires_grad_() for s in states64]
+    hx = tuple(states) if module.mode == "LSTM" else states[0]
+    out = canonical(module(make_input(x, batch_first=module.batch_first, lengths=lengths), hx), module.batch_first)
+    grads = torch.autograd.grad(out, [x, *states, *module.parameters()], [u.to(dtype) for u in upstream])
+    return out + list(grads)
+
+
+def assert_within_torch_error(names, got, theirs, expected, dtype):
+    """Each of ours is within the dtype's tolerance of float64, or within 4x torch's own error."""
+    atol, rtol = tolerance(dtype)
+    failures = []
+    for name, g, t, e in zip(names, got, theirs, expected):
+        ours, torchs = compare(g, e, dtype), compare(t, e, dtype)
+        if ours.max_abs > max(atol + rtol * float(e.detach().abs().max()), 4 * torchs.max_abs):
+            failures.append(f"{name}: fused {ours}; torch {torchs}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+def test_layer_against_cudnn(mode, dtype, shape):
+    B, H, T, extra, packed = shape
+    torch.manual_seed(B * H + T)
+    reference = getattr(nn, mode)(H, H, device=DEVICE, dtype=torch.float64, **extra)
+    cudnn = getattr(nn, mode)(H, H, device=DEVICE, dtype=dtype, **extra)
+    fused = getattr(fusedrnn, mode)(H, H, backend="triton", device=DEVICE, dtype=dtype, **extra)
+    cudnn.load_state_dict(reference.state_dict())
+    fused.load_state_dict(reference.state_dict())
+    directions = 2 if reference.bidirectional else 1
+    x64 = torch.randn((B, T, H) if reference.batch_first else (T, B, H), device=DEVICE, dtype=torch.float64)
+    states64 = [
+        torch.randn(reference.num_layers * directions, B, H, device=DEVICE, dtype=torch.float64)
+        for _ in range(2 if mode == "LSTM" else 1)
+    ]
+    lengths = None
+    if packed:
+        lengths = torch.randint(1, T + 1, (B,)).tolist()
+        lengths[0] = T
+    n_out = 1 + len(states64)
+    # The float64 reference, with random upstream gradients on every output.
+    x = x64.clone().requires_grad_()
+    states = [s.clone().requires_grad_() for s in states64]
+    hx = tuple(states) if mode == "LSTM" else states[0]
+    out = canonical(reference(make_input(x, batch_first=reference.batch_first, lengths=lengths), hx), reference.batch_first)
+    upstream = [torch.randn_like(o) for o in out]
+    expected = out + list(torch.autograd.grad(out, [x, *states, *reference.parameters()], upstream))
+
+    got = outputs_and_grads(fused, dtype, x64, states64, upstream, lengths)
+    theirs = outputs_and_grads(cudnn, dtype, x64, states64, upstream, lengths)
+    names = ["output", "h_n", "c_n"][:n_out] + ["input"] + [f"hx[{k}]" for k in range(len(states64))]
+    names += [n for n, _ in reference.named_parameters()]
+    assert_within_torch_error(names, got, theirs, expected, dtype)
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("dtype", DTYPES[:2], ids=str)
+def test_cell_against_torch(mode, dtype):
+    torch.manual_seed(0)
+    I, H, B = (5, 37, 3) if DRY else (512, 1024, 64)
+    reference = getattr(nn, mode + "Cell")(I, H, device=DEVICE, dtype=torch.float64)
+    fused = getattr(fusedrnn, mode + "Cell")(I, H, backend="triton", device=DEVICE, dtype=dtype)
+    torch_cell = getattr(nn, mode + "Cell")(I, H, device=DEVICE, dtype=dtype)
+    fused.load_state_dict(reference.state_dict())
+    torch_cell.load_state_dict(reference.state_dict())
+    x = torch.randn(B, I, device=DEVICE, dtype=torch.float64)
+    states = [torch.randn(B, H, device=DEVICE, dtype=torch.float64) for _ in range(2 if mode == "LSTM" else 1)]
+
+    def run(module, dt):
+        cast = tuple(s.to(dt) for s in states)
+        out = module(x.to(dt), cast if mode == "LSTM" else cast[0])
+        return list(out) if isinstance(out, tuple) else [out]
+
+    assert_within_torch_error(["h", "c"], run(fused, dtype), run(torch_cell, dtype), run(reference, torch.float64), dtype)
+
+
+@pytest.mark.skipif(DRY, reason="auto picks torch on the CPU")
+def test_auto_backend_runs_triton_on_cuda(monkeypatch):
+    monkeypatch.delenv("FUSEDRNN_BACKEND", raising=False)
+    calls = []
+    import fusedrnn.nn.rnn as rnn_module
+
+    real = rnn_module.fused_rnn_forward
+    monkeypatch.setattr(rnn_module, "fused_rnn_forward", lambda *a: calls.append(1) or real(*a))
+    fusedrnn.LSTM(8, 8).cuda()(torch.randn(3, 2, 8, device="cuda"))
+    assert calls == [1]
