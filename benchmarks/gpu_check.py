@@ -1,0 +1,100 @@
+"""`make gpu-check`: one prepared run on a GPU machine that checks and times the kernels.
+
+It uses the machine's own python3 from the source tree (PYTHONPATH=.) and installs nothing:
+  1. versions and the GPU;
+  2. the GPU tests (`pytest -m gpu`): every kernel against float64 and cuDNN at real sizes;
+  3. the benchmark suite's gpu-check grid (speed, memory, gradient error vs cuDNN and a cell loop).
+Everything printed is also written to benchmarks/results/<GPU>_<date>_gpu-check.log beside the
+suite's CSV, markdown and plots, and copied to $OUT when that is set (the device tool's return folder).
+
+GPU_CHECK_DRY=1 runs the same path on the CPU with tiny sizes in Triton's interpreter, writing under
+benchmarks/results/dry-run/ (ignored by git), so no GPU minute is spent on a typo.
+"""
+
+import datetime
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DRY = os.environ.get("GPU_CHECK_DRY") == "1"
+TEST_TIMEOUT_S = 300
+BENCH_TIMEOUT_S = 300
+
+
+def main() -> int:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
+    if DRY:
+        env["TRITON_INTERPRET"] = "1"
+    import torch
+
+    if not torch.cuda.is_available() and not DRY:
+        print("gpu-check needs a CUDA GPU; GPU_CHECK_DRY=1 runs it on the CPU at tiny sizes.")
+        return 2
+    started = time.time()
+    device = "cpu-dry-run" if DRY else torch.cuda.get_device_name()
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H%M")
+    out_dir = ROOT / "benchmarks" / "results" / ("dry-run" if DRY else "")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log_path = out_dir / f"{re.sub(r'[^A-Za-z0-9.]+', '-', device)}_{stamp}_gpu-check.log"
+    log = open(log_path, "w")
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        log.write(text + "\n")
+        log.flush()
+
+    def step(title: str, command: list[str], timeout: int) -> bool:
+        say(f"\n## {title}\n$ {' '.join(command)}")
+        start = time.time()
+        try:
+            run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+            output, ok = run.stdout + run.stderr, run.returncode == 0
+        except subprocess.TimeoutExpired as e:
+            output, ok = f"{e.stdout or ''}{e.stderr or ''}\nTIMED OUT after {timeout} s", False
+        say(output.rstrip())
+        say(f"-> {'ok' if ok else 'FAILED'} in {time.time() - start:.0f} s")
+        return ok
+
+    say(f"# fusedrnn gpu-check {stamp}{' (DRY RUN on CPU, Triton interpreter)' if DRY else ''}")
+    say(f"python {platform.python_version()}, torch {torch.__version__}, cuda {torch.version.cuda}")
+    try:
+        import triton
+
+        say(f"triton {triton.__version__}")
+    except ImportError:
+        say("triton: not installed")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    say(f"commit {commit.stdout.strip() or 'unknown'}")
+    if not DRY:
+        props = torch.cuda.get_device_properties(0)
+        say(f"GPU {device}: {props.multi_processor_count} SMs, {props.total_memory / 2**30:.0f} GiB")
+
+    tests_ok = step(
+        "GPU tests",
+        [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests/test_gpu.py"],
+        TEST_TIMEOUT_S,
+    )
+    bench_args = ["--dry-run"] if DRY else ["--grid", "gpu-check"]
+    bench_ok = step(
+        "Benchmarks",
+        [sys.executable, "-m", "fusedrnn.bench", *bench_args, "--out", str(out_dir)],
+        BENCH_TIMEOUT_S,
+    )
+    say(f"\ngpu-check: tests {'passed' if tests_ok else 'FAILED'}, benchmarks {'ran' if bench_ok else 'FAILED'}")
+    log.close()
+
+    if os.environ.get("OUT"):  # the device tool brings back what is there (at most 8 files)
+        for path in sorted(out_dir.iterdir()):
+            if path.is_file() and path.stat().st_mtime >= started:
+                shutil.copy(path, os.environ["OUT"])
+    return 0 if tests_ok and bench_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
