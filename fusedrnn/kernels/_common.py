@@ -75,3 +75,49 @@ def seq_offsets(t, rows, cols, B, H, WIDTH: tl.constexpr):
 def row_offsets(rows, cols, H, WIDTH: tl.constexpr):
     """Offsets of block 0 of a (B, WIDTH * H) buffer; add k * H for block k."""
     return (rows.to(tl.int64) * (WIDTH * H))[:, None] + cols[None, :]
+
+
+@triton.jit
+def store_hidden_and_output(h_ptr, y_ptr, state_at, out_at, h, live, mask, HAS_LENGTHS: tl.constexpr):
+    """The new hidden state into the state buffer (GEMM input of the next step) and into y at time t.
+
+    A finished row keeps its state and writes zeros into its padding.
+    """
+    if HAS_LENGTHS:
+        h_prev = tl.load(h_ptr + state_at, mask=mask)
+        tl.store(h_ptr + state_at, tl.where(live, h.to(h_ptr.dtype.element_ty), h_prev), mask=mask)
+        tl.store(y_ptr + out_at, tl.where(live, h, 0.0).to(y_ptr.dtype.element_ty), mask=mask)
+    else:
+        tl.store(h_ptr + state_at, h.to(h_ptr.dtype.element_ty), mask=mask)
+        tl.store(y_ptr + out_at, h.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def incoming_hidden_grad(dh_rec_ptr, dh_ptr, dy_ptr, state_at, out_at, live, mask, COMPUTE: tl.constexpr):
+    """Gradient reaching the hidden state after this step, as (carried, total).
+
+    carried: through the recurrent GEMM of the later step plus the direct path; total adds y_t's own.
+    """
+    carried = tl.load(dh_rec_ptr + state_at, mask=mask).to(COMPUTE) + tl.load(dh_ptr + state_at, mask=mask)
+    return carried, carried + tl.load(dy_ptr + out_at, mask=live, other=0.0).to(COMPUTE)
+
+
+@triton.jit
+def previous_state(seq_ptr, initial_ptr, prev_at, state_at, live, step, HAS_INIT: tl.constexpr, COMPUTE: tl.constexpr):
+    """A state before this step: the initial state on a row's first step, else the one saved in a
+    time-ordered buffer at the previous time (prev_at)."""
+    value = tl.load(seq_ptr + prev_at, mask=live & (step > 0), other=0.0).to(COMPUTE)
+    if HAS_INIT:
+        value += tl.load(initial_ptr + state_at, mask=live & (step == 0), other=0.0).to(COMPUTE)
+    return value
+
+
+@triton.jit
+def load_block(ptr, at, k, H, live, COMPUTE: tl.constexpr):
+    """Block k (of H columns) of a saved buffer, zeros outside the live rows."""
+    return tl.load(ptr + at + k * H, mask=live, other=0.0).to(COMPUTE)
+
+
+@triton.jit
+def store_block(ptr, at, k, H, value, mask):
+    tl.store(ptr + at + k * H, value.to(ptr.dtype.element_ty), mask=mask)

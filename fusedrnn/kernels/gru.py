@@ -13,11 +13,16 @@ import triton.language as tl
 
 from fusedrnn.kernels._common import (
     gate_input,
+    incoming_hidden_grad,
+    load_block,
+    previous_state,
     previous_time,
     row_offsets,
     seq_offsets,
     sigmoid,
     step_positions,
+    store_block,
+    store_hidden_and_output,
     tanh,
     tile,
 )
@@ -43,25 +48,15 @@ def gru_forward_step(
     n = tanh(tl.load(gx_ptr + x_at + 2 * H, mask=live).to(COMPUTE) + r * hg_n)
 
     state_at = row_offsets(rows, cols, H, 1)
-    h_prev = tl.load(h_ptr + state_at, mask=mask).to(COMPUTE)
-    h = (1.0 - z) * n + z * h_prev
-
-    out_at = seq_offsets(t, rows, cols, B, H, 1)
-    if HAS_LENGTHS:
-        # A finished row keeps its state and outputs zeros in its padding.
-        tl.store(h_ptr + state_at, tl.where(live, h, h_prev).to(h_ptr.dtype.element_ty), mask=mask)
-        tl.store(y_ptr + out_at, tl.where(live, h, 0.0).to(y_ptr.dtype.element_ty), mask=mask)
-    else:
-        tl.store(h_ptr + state_at, h.to(h_ptr.dtype.element_ty), mask=mask)
-        tl.store(y_ptr + out_at, h.to(y_ptr.dtype.element_ty), mask=mask)
+    h = (1.0 - z) * n + z * tl.load(h_ptr + state_at, mask=mask).to(COMPUTE)
+    store_hidden_and_output(h_ptr, y_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), h, live, mask, HAS_LENGTHS)
 
     if STORE_ACTS:
         a_at = seq_offsets(t, rows, cols, B, H, 4)
-        kind = acts_ptr.dtype.element_ty
-        tl.store(acts_ptr + a_at, r.to(kind), mask=live)
-        tl.store(acts_ptr + a_at + H, z.to(kind), mask=live)
-        tl.store(acts_ptr + a_at + 2 * H, n.to(kind), mask=live)
-        tl.store(acts_ptr + a_at + 3 * H, hg_n.to(kind), mask=live)
+        store_block(acts_ptr, a_at, 0, H, r, live)
+        store_block(acts_ptr, a_at, 1, H, z, live)
+        store_block(acts_ptr, a_at, 2, H, n, live)
+        store_block(acts_ptr, a_at, 3, H, hg_n, live)
 
 
 @triton.jit(do_not_specialize=["step", "T"])
@@ -76,49 +71,38 @@ def gru_backward_step(
     active, t = step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS, REVERSE)
     live = mask & active[:, None]
     state_at = row_offsets(rows, cols, H, 1)
-
-    # Gradient reaching the state after this step: through the recurrent GEMM, directly, and from y_t.
-    dh_carry = tl.load(dh_rec_ptr + state_at, mask=mask).to(COMPUTE) + tl.load(dh_ptr + state_at, mask=mask)
-    dh = dh_carry + tl.load(dy_ptr + seq_offsets(t, rows, cols, B, H, 1), mask=live, other=0.0).to(COMPUTE)
+    dh_carry, dh = incoming_hidden_grad(
+        dh_rec_ptr, dh_ptr, dy_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), live, mask, COMPUTE
+    )
 
     a_at = seq_offsets(t, rows, cols, B, H, 4)
-    r = tl.load(acts_ptr + a_at, mask=live, other=0.0).to(COMPUTE)
-    z = tl.load(acts_ptr + a_at + H, mask=live, other=0.0).to(COMPUTE)
-    n = tl.load(acts_ptr + a_at + 2 * H, mask=live, other=0.0).to(COMPUTE)
-    hg_n = tl.load(acts_ptr + a_at + 3 * H, mask=live, other=0.0).to(COMPUTE)
-    # h_{t-1}: the initial state on a row's first step, else the output at the previous time.
+    r = load_block(acts_ptr, a_at, 0, H, live, COMPUTE)
+    z = load_block(acts_ptr, a_at, 1, H, live, COMPUTE)
+    n = load_block(acts_ptr, a_at, 2, H, live, COMPUTE)
+    hg_n = load_block(acts_ptr, a_at, 3, H, live, COMPUTE)
     prev_at = seq_offsets(previous_time(t, REVERSE), rows, cols, B, H, 1)
-    h_prev = tl.load(y_ptr + prev_at, mask=live & (step > 0), other=0.0).to(COMPUTE)
-    if HAS_INIT:
-        h_prev += tl.load(h0_ptr + state_at, mask=live & (step == 0), other=0.0).to(COMPUTE)
+    h_prev = previous_state(y_ptr, h0_ptr, prev_at, state_at, live, step, HAS_INIT, COMPUTE)
 
-    d_n = dh * (1.0 - z) * (1.0 - n * n)
-    d_r = d_n * hg_n * r * (1.0 - r)
-    d_z = dh * (h_prev - n) * z * (1.0 - z)
+    d_n = tl.where(live, dh * (1.0 - z) * (1.0 - n * n), 0.0)
+    d_r = tl.where(live, d_n * hg_n * r * (1.0 - r), 0.0)
+    d_z = tl.where(live, dh * (h_prev - n) * z * (1.0 - z), 0.0)
     d_hn = d_n * r
-    if HAS_LENGTHS:
-        d_r = tl.where(live, d_r, 0.0)
-        d_z = tl.where(live, d_z, 0.0)
-        d_n = tl.where(live, d_n, 0.0)
-        d_hn = tl.where(live, d_hn, 0.0)
-        # A finished row passes its state's gradient through unchanged.
-        tl.store(dh_ptr + state_at, tl.where(live, dh * z, dh_carry), mask=mask)
-    else:
-        tl.store(dh_ptr + state_at, dh * z, mask=mask)
+    # What passes to the step before, besides the recurrent GEMM: a finished row passes its state's
+    # gradient through unchanged; a live row passes the z * h path.
+    tl.store(dh_ptr + state_at, tl.where(live, dh * z, dh_carry), mask=mask)
 
-    kind = dgx_ptr.dtype.element_ty
     g_at = seq_offsets(t, rows, cols, B, H, 3)
-    tl.store(dgx_ptr + g_at, d_r.to(kind), mask=mask)
-    tl.store(dgx_ptr + g_at + H, d_z.to(kind), mask=mask)
-    tl.store(dgx_ptr + g_at + 2 * H, d_n.to(kind), mask=mask)
-    tl.store(dhg_ptr + g_at, d_r.to(kind), mask=mask)
-    tl.store(dhg_ptr + g_at + H, d_z.to(kind), mask=mask)
-    tl.store(dhg_ptr + g_at + 2 * H, d_hn.to(kind), mask=mask)
+    store_block(dgx_ptr, g_at, 0, H, d_r, mask)
+    store_block(dgx_ptr, g_at, 1, H, d_z, mask)
+    store_block(dgx_ptr, g_at, 2, H, d_n, mask)
+    store_block(dhg_ptr, g_at, 0, H, d_r, mask)
+    store_block(dhg_ptr, g_at, 1, H, d_z, mask)
+    store_block(dhg_ptr, g_at, 2, H, d_hn, mask)
     if WRITE_STEP:
         s_at = row_offsets(rows, cols, H, 3)
-        tl.store(dstep_ptr + s_at, d_r.to(kind), mask=mask)
-        tl.store(dstep_ptr + s_at + H, d_z.to(kind), mask=mask)
-        tl.store(dstep_ptr + s_at + 2 * H, d_hn.to(kind), mask=mask)
+        store_block(dstep_ptr, s_at, 0, H, d_r, mask)
+        store_block(dstep_ptr, s_at, 1, H, d_z, mask)
+        store_block(dstep_ptr, s_at, 2, H, d_hn, mask)
 
 
 GRU_KERNELS = CellKernels(

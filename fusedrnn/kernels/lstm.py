@@ -12,11 +12,16 @@ import triton.language as tl
 
 from fusedrnn.kernels._common import (
     gate_input,
+    incoming_hidden_grad,
+    load_block,
+    previous_state,
     previous_time,
     row_offsets,
     seq_offsets,
     sigmoid,
     step_positions,
+    store_block,
+    store_hidden_and_output,
     tanh,
     tile,
 )
@@ -44,27 +49,16 @@ def lstm_forward_step(
     c_prev = tl.load(c_ptr + state_at, mask=mask)
     c = f * c_prev + i * g
     h = o * tanh(c)
-
-    out_at = seq_offsets(t, rows, cols, B, H, 1)
-    if HAS_LENGTHS:
-        # A finished row keeps its state and outputs zeros in its padding.
-        h_prev = tl.load(h_ptr + state_at, mask=mask).to(COMPUTE)
-        tl.store(h_ptr + state_at, tl.where(live, h, h_prev).to(h_ptr.dtype.element_ty), mask=mask)
-        tl.store(c_ptr + state_at, tl.where(live, c, c_prev), mask=mask)
-        tl.store(y_ptr + out_at, tl.where(live, h, 0.0).to(y_ptr.dtype.element_ty), mask=mask)
-    else:
-        tl.store(h_ptr + state_at, h.to(h_ptr.dtype.element_ty), mask=mask)
-        tl.store(c_ptr + state_at, c, mask=mask)
-        tl.store(y_ptr + out_at, h.to(y_ptr.dtype.element_ty), mask=mask)
+    tl.store(c_ptr + state_at, tl.where(live, c, c_prev), mask=mask)  # c stays in the compute dtype
+    store_hidden_and_output(h_ptr, y_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), h, live, mask, HAS_LENGTHS)
 
     if STORE_ACTS:
         a_at = seq_offsets(t, rows, cols, B, H, 5)
-        kind = acts_ptr.dtype.element_ty
-        tl.store(acts_ptr + a_at, i.to(kind), mask=live)
-        tl.store(acts_ptr + a_at + H, f.to(kind), mask=live)
-        tl.store(acts_ptr + a_at + 2 * H, g.to(kind), mask=live)
-        tl.store(acts_ptr + a_at + 3 * H, o.to(kind), mask=live)
-        tl.store(acts_ptr + a_at + 4 * H, c.to(kind), mask=live)
+        store_block(acts_ptr, a_at, 0, H, i, live)
+        store_block(acts_ptr, a_at, 1, H, f, live)
+        store_block(acts_ptr, a_at, 2, H, g, live)
+        store_block(acts_ptr, a_at, 3, H, o, live)
+        store_block(acts_ptr, a_at, 4, H, c, live)
 
 
 @triton.jit(do_not_specialize=["step", "T"])
@@ -74,57 +68,46 @@ def lstm_backward_step(
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
     COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
 ):
+    # y_ptr, h0_ptr and dhg_ptr are unused: an LSTM's gate gradients are dgx itself.
     rows, cols, row_ok, mask = tile(B, H, BLOCK_B, BLOCK_H)
     active, t = step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS, REVERSE)
     live = mask & active[:, None]
     state_at = row_offsets(rows, cols, H, 1)
-
-    # Gradient reaching the state after this step: through the recurrent GEMM, directly, and from y_t.
-    dh_carry = tl.load(dh_rec_ptr + state_at, mask=mask).to(COMPUTE) + tl.load(dh_ptr + state_at, mask=mask)
+    dh_carry, dh = incoming_hidden_grad(
+        dh_rec_ptr, dh_ptr, dy_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), live, mask, COMPUTE
+    )
     dc_carry = tl.load(dc_ptr + state_at, mask=mask)
-    dh = dh_carry + tl.load(dy_ptr + seq_offsets(t, rows, cols, B, H, 1), mask=live, other=0.0).to(COMPUTE)
 
     a_at = seq_offsets(t, rows, cols, B, H, 5)
-    i = tl.load(acts_ptr + a_at, mask=live, other=0.0).to(COMPUTE)
-    f = tl.load(acts_ptr + a_at + H, mask=live, other=0.0).to(COMPUTE)
-    g = tl.load(acts_ptr + a_at + 2 * H, mask=live, other=0.0).to(COMPUTE)
-    o = tl.load(acts_ptr + a_at + 3 * H, mask=live, other=0.0).to(COMPUTE)
-    tanh_c = tanh(tl.load(acts_ptr + a_at + 4 * H, mask=live, other=0.0).to(COMPUTE))
-    # c_{t-1}: the initial state on a row's first step, else the c saved at the previous time.
+    i = load_block(acts_ptr, a_at, 0, H, live, COMPUTE)
+    f = load_block(acts_ptr, a_at, 1, H, live, COMPUTE)
+    g = load_block(acts_ptr, a_at, 2, H, live, COMPUTE)
+    o = load_block(acts_ptr, a_at, 3, H, live, COMPUTE)
+    tanh_c = tanh(load_block(acts_ptr, a_at, 4, H, live, COMPUTE))
     prev_at = seq_offsets(previous_time(t, REVERSE), rows, cols, B, H, 5) + 4 * H
-    c_prev = tl.load(acts_ptr + prev_at, mask=live & (step > 0), other=0.0).to(COMPUTE)
-    if HAS_INIT:
-        c_prev += tl.load(c0_ptr + state_at, mask=live & (step == 0), other=0.0).to(COMPUTE)
+    c_prev = previous_state(acts_ptr, c0_ptr, prev_at, state_at, live, step, HAS_INIT, COMPUTE)
 
     dc = dc_carry + dh * o * (1.0 - tanh_c * tanh_c)
-    d_i = dc * g * i * (1.0 - i)
-    d_f = dc * c_prev * f * (1.0 - f)
-    d_g = dc * i * (1.0 - g * g)
-    d_o = dh * tanh_c * o * (1.0 - o)
-    if HAS_LENGTHS:
-        d_i = tl.where(live, d_i, 0.0)
-        d_f = tl.where(live, d_f, 0.0)
-        d_g = tl.where(live, d_g, 0.0)
-        d_o = tl.where(live, d_o, 0.0)
-        # A finished row passes its state's gradient through unchanged.
-        tl.store(dh_ptr + state_at, tl.where(live, 0.0, dh_carry), mask=mask)
-        tl.store(dc_ptr + state_at, tl.where(live, dc * f, dc_carry), mask=mask)
-    else:
-        tl.store(dh_ptr + state_at, tl.zeros_like(dh), mask=mask)
-        tl.store(dc_ptr + state_at, dc * f, mask=mask)
+    d_i = tl.where(live, dc * g * i * (1.0 - i), 0.0)
+    d_f = tl.where(live, dc * c_prev * f * (1.0 - f), 0.0)
+    d_g = tl.where(live, dc * i * (1.0 - g * g), 0.0)
+    d_o = tl.where(live, dh * tanh_c * o * (1.0 - o), 0.0)
+    # What passes to the step before, besides the recurrent GEMM: a finished row passes its state's
+    # gradient through unchanged; a live row passes the cell-state path only.
+    tl.store(dh_ptr + state_at, tl.where(live, 0.0, dh_carry), mask=mask)
+    tl.store(dc_ptr + state_at, tl.where(live, dc * f, dc_carry), mask=mask)
 
-    kind = dgx_ptr.dtype.element_ty
     g_at = seq_offsets(t, rows, cols, B, H, 4)
-    tl.store(dgx_ptr + g_at, d_i.to(kind), mask=mask)
-    tl.store(dgx_ptr + g_at + H, d_f.to(kind), mask=mask)
-    tl.store(dgx_ptr + g_at + 2 * H, d_g.to(kind), mask=mask)
-    tl.store(dgx_ptr + g_at + 3 * H, d_o.to(kind), mask=mask)
+    store_block(dgx_ptr, g_at, 0, H, d_i, mask)
+    store_block(dgx_ptr, g_at, 1, H, d_f, mask)
+    store_block(dgx_ptr, g_at, 2, H, d_g, mask)
+    store_block(dgx_ptr, g_at, 3, H, d_o, mask)
     if WRITE_STEP:
         s_at = row_offsets(rows, cols, H, 4)
-        tl.store(dstep_ptr + s_at, d_i.to(kind), mask=mask)
-        tl.store(dstep_ptr + s_at + H, d_f.to(kind), mask=mask)
-        tl.store(dstep_ptr + s_at + 2 * H, d_g.to(kind), mask=mask)
-        tl.store(dstep_ptr + s_at + 3 * H, d_o.to(kind), mask=mask)
+        store_block(dstep_ptr, s_at, 0, H, d_i, mask)
+        store_block(dstep_ptr, s_at, 1, H, d_f, mask)
+        store_block(dstep_ptr, s_at, 2, H, d_g, mask)
+        store_block(dstep_ptr, s_at, 3, H, d_o, mask)
 
 
 LSTM_KERNELS = CellKernels(
