@@ -1,0 +1,94 @@
+"""Training callbacks shared by the models: token throughput, peak GPU memory, a table of generated samples."""
+
+import time
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+
+
+def _count_tokens(pl_module: pl.LightningModule, batch) -> int:
+    # Models with padding define num_tokens(batch); otherwise the first tensor of the batch counts.
+    if hasattr(pl_module, "num_tokens"):
+        return pl_module.num_tokens(batch)
+    first = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return first.numel()
+
+
+class TokenThroughput(pl.Callback):
+    """Logs `train/tokens_per_sec`, summed over processes, averaged over each logging window
+    (trainer.log_every_n_steps batches, data loading included)."""
+
+    def _start_window(self) -> None:
+        self._start = time.perf_counter()
+        self._tokens = 0
+        self._batches = 0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start_window()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._tokens += _count_tokens(pl_module, batch)
+        self._batches += 1
+        if self._batches < trainer.log_every_n_steps:
+            return
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)  # kernels run asynchronously: wait for them
+        elapsed = time.perf_counter() - self._start
+        # Every process reads the same number of tokens per batch, so the total is a product.
+        pl_module.log("train/tokens_per_sec", self._tokens * trainer.world_size / elapsed)
+        self._start_window()
+
+
+class PeakMemory(pl.Callback):
+    """Logs `train/peak_memory_gib`: the most GPU memory torch held on this process's device since the
+    epoch began. Nothing on CPU runs."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if pl_module.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(pl_module.device)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if pl_module.device.type == "cuda" and (batch_idx + 1) % trainer.log_every_n_steps == 0:
+            pl_module.log("train/peak_memory_gib", torch.cuda.max_memory_allocated(pl_module.device) / 2**30)
+
+
+class TextSampleTable(pl.Callback):
+    """After each validation epoch, samples text with `pl_module.generate(prime, length, ...)` and logs
+    it: a W&B table `samples` that grows by a row per epoch, or a TensorBoard text entry.
+
+    Args:
+        prime: the text the samples start from; every character must be in the model's vocabulary.
+        length: characters to generate.
+        temperature, top_k: sampling settings passed to generate().
+        seed: makes the samples of successive epochs comparable.
+    """
+
+    columns = ["epoch", "step", "temperature", "top_k", "text"]
+
+    def __init__(
+        self, prime: str = "\n", length: int = 200, temperature: float = 0.8, top_k: int | None = None, seed: int = 0
+    ):
+        self.prime = prime
+        self.length = length
+        self.temperature = temperature
+        self.top_k = top_k
+        self.seed = seed
+        self.rows: list[list] = []
+
+    def setup(self, trainer, pl_module, stage):
+        # Fail before training rather than at the first validation.
+        if hasattr(pl_module, "vocab"):
+            pl_module.vocab.encode(self.prime, what=f"{type(self).__name__}'s prime")
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking or not trainer.is_global_zero or not trainer.loggers:
+            return
+        text = pl_module.generate(self.prime, self.length, self.temperature, self.top_k, self.seed)
+        self.rows.append([trainer.current_epoch, trainer.global_step, self.temperature, self.top_k, text])
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                # A W&B table is immutable once logged: log the whole history each time.
+                logger.log_table("samples", columns=self.columns, data=self.rows)
+            elif isinstance(logger, TensorBoardLogger):
+                logger.experiment.add_text("samples", text, global_step=trainer.global_step)

@@ -1,0 +1,287 @@
+"""`CharLM`: a character language model on the fused recurrent layers, trained with truncated BPTT."""
+
+import math
+import os
+from typing import Literal
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+
+import fusedrnn
+from fusedrnn.lightning_modules.text_data import CharVocab
+
+LN2 = math.log(2)
+
+
+def loss_metrics(prefix: str, nats: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Cross-entropy in nats per character, bits per character and perplexity, keyed `prefix/...`."""
+    return {f"{prefix}/loss": nats, f"{prefix}/bpc": nats / LN2, f"{prefix}/ppl": torch.exp(nats)}
+
+
+class CharLM(pl.LightningModule):
+    """Embedding -> fused LSTM or GRU -> linear head over the characters of `vocab`.
+
+    The recurrent state is carried from batch to batch (detached, so gradients stop at the batch edge)
+    and reset at the start of every epoch; the data must come as contiguous rows (`TextDataModule`).
+
+    Args:
+        vocab: the characters of the vocabulary, in id order (saved with the checkpoint).
+        cell: "lstm" or "gru".
+        embedding_dim, hidden_size, num_layers: sizes.
+        dropout: on the embeddings, between recurrent layers and before the head.
+        tie_weights: share the embedding matrix with the head (needs embedding_dim == hidden_size).
+        backend: the fused layers' backend: "auto" (Triton on CUDA), "triton" or "torch".
+        lr, weight_decay: AdamW settings.
+        lr_schedule: "cosine" (linear warm-up, then cosine decay to min_lr_ratio * lr over the run),
+            "plateau" (divide by 2 when val/loss stops falling) or "none".
+        warmup_steps, min_lr_ratio: for the cosine schedule.
+    """
+
+    def __init__(
+        self,
+        vocab: str,
+        cell: Literal["lstm", "gru"] = "lstm",
+        embedding_dim: int = 128,
+        hidden_size: int = 512,
+        num_layers: int = 2,
+        dropout: float = 0.2,
+        tie_weights: bool = False,
+        backend: Literal["auto", "triton", "torch"] = "auto",
+        lr: float = 2e-3,
+        weight_decay: float = 0.01,
+        lr_schedule: Literal["cosine", "plateau", "none"] = "cosine",
+        warmup_steps: int = 100,
+        min_lr_ratio: float = 0.1,
+    ):
+        super().__init__()
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
+        if lr_schedule not in ("cosine", "plateau", "none"):
+            raise ValueError(f"lr_schedule must be 'cosine', 'plateau' or 'none', got {lr_schedule!r}")
+        if tie_weights and embedding_dim != hidden_size:
+            raise ValueError(
+                f"tie_weights needs embedding_dim == hidden_size, got embedding_dim={embedding_dim} and "
+                f"hidden_size={hidden_size}"
+            )
+        self.save_hyperparameters()
+        self.vocab = CharVocab(vocab)
+        self.embedding = nn.Embedding(len(self.vocab), embedding_dim)
+        rnn_class = fusedrnn.LSTM if cell == "lstm" else fusedrnn.GRU
+        # torch warns about dropout on a single layer, where it would have nothing to act between.
+        self.rnn = rnn_class(
+            embedding_dim,
+            hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+            backend=backend,
+        )
+        self.drop = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden_size, len(self.vocab))
+        if tie_weights:
+            self.head.weight = self.embedding.weight
+        # The state carried between batches, per stage; never saved, reset each epoch.
+        self._state: dict[str, object] = {}
+        # MeanMetric weighted by character counts: the exact per-character mean, summed across processes.
+        # (ModuleDict keys may not shadow Module attributes such as `train`, hence the suffix.)
+        self.losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in ("train", "val", "test")})
+
+    def forward(self, ids: torch.Tensor, state=None):
+        """ids (B, T) -> logits (B, T, V) and the final recurrent state."""
+        out, state = self.rnn(self.drop(self.embedding(ids)), state)
+        return self.head(self.drop(out)), state
+
+    # ---- training and evaluation -------------------------------------------------------------------
+
+    def _step(self, stage: str, batch) -> torch.Tensor:
+        inputs, targets = batch
+        state = self._state.get(stage)
+        if state is not None and _batch_size(state) != inputs.size(0):
+            state = None
+        logits, state = self(inputs, state)
+        # Truncated backpropagation through time: keep the values, drop the graph.
+        self._state[stage] = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+        self.losses[f"{stage}_loss"].update(loss.detach(), weight=targets.numel())
+        return loss
+
+    def num_tokens(self, batch) -> int:
+        """Characters in a batch, for the throughput callback."""
+        return batch[0].numel()
+
+    def training_step(self, batch, batch_idx):
+        loss = self._step("train", batch)
+        self.log_dict(loss_metrics("train", loss.detach()), prog_bar=False)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        self._step("val", batch)
+
+    def test_step(self, batch, batch_idx):
+        self._step("test", batch)
+
+    def _start_epoch(self, stage: str) -> None:
+        self._state.pop(stage, None)
+        self.losses[f"{stage}_loss"].reset()
+
+    def _end_epoch(self, stage: str, prefix: str) -> None:
+        nats = self.losses[f"{stage}_loss"].compute()  # synchronised across processes
+        self.losses[f"{stage}_loss"].reset()
+        # The values are identical on every process already; sync_dist only keeps Lightning quiet.
+        self.log_dict(loss_metrics(prefix, nats), sync_dist=True, prog_bar=stage == "val")
+
+    def on_train_epoch_start(self):
+        self._start_epoch("train")
+
+    def on_train_epoch_end(self):
+        self._end_epoch("train", "train_epoch")
+
+    def on_validation_epoch_start(self):
+        self._start_epoch("val")
+
+    def on_validation_epoch_end(self):
+        self._end_epoch("val", "val")
+
+    def on_test_epoch_start(self):
+        self._start_epoch("test")
+
+    def on_test_epoch_end(self):
+        self._end_epoch("test", "test")
+
+    def on_before_optimizer_step(self, optimizer):
+        # Before clipping: the norm the clipping threshold is compared with.
+        norms = [p.grad.detach().norm() for p in self.parameters() if p.grad is not None]
+        if norms:
+            self.log("train/grad_norm", torch.stack(norms).norm())
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.lr_schedule == "none":
+            return optimizer
+        if hp.lr_schedule == "plateau":
+            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=1)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss"}}
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError("lr_schedule 'cosine' needs a finite run: set max_epochs or max_steps")
+        warmup = min(hp.warmup_steps, max(int(total) // 10, 1))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
+            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        cosine = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+
+    # ---- sampling ----------------------------------------------------------------------------------
+
+    def _cells(self) -> list[nn.Module]:
+        """One fused cell per layer, holding that layer's very Parameter objects (no copies)."""
+        cell_class = fusedrnn.LSTMCell if self.hparams.cell == "lstm" else fusedrnn.GRUCell
+        cells = []
+        for k in range(self.rnn.num_layers):
+            input_size = self.rnn.input_size if k == 0 else self.rnn.hidden_size
+            # Built on the meta device: its own weights are replaced right away, so never allocated.
+            cell = cell_class(input_size, self.rnn.hidden_size, device="meta", backend=self.rnn.backend)
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                setattr(cell, name, getattr(self.rnn, f"{name}_l{k}"))
+            cells.append(cell)
+        return cells
+
+    @torch.no_grad()
+    def generate(
+        self,
+        prime: str,
+        length: int = 200,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        seed: int | None = None,
+    ) -> str:
+        """`prime` followed by `length` sampled characters.
+
+        The prime runs through the fused layer in one call; each new character then steps the fused cells.
+        Logits are divided by `temperature`; with `top_k`, only the k likeliest characters can be drawn.
+        """
+        if not prime:
+            raise ValueError("the prime string must not be empty: it starts the recurrence")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be at least 1, got {top_k}")
+        if length < 0:
+            raise ValueError(f"length must be non-negative, got {length}")
+        ids = self.vocab.encode(prime, what="the prime string").to(self.device)
+        generator = torch.Generator(self.device)
+        if seed is not None:
+            generator.manual_seed(seed)
+        else:
+            generator.seed()
+        was_training = self.training
+        self.eval()
+        try:
+            out, state = self.rnn(self.embedding(ids[None]))
+            logits = self.head(out[0, -1:])
+            lstm = self.hparams.cell == "lstm"
+            states = [(state[0][k], state[1][k]) if lstm else state[k] for k in range(self.rnn.num_layers)]
+            cells = self._cells()
+            sampled = []
+            for i in range(length):
+                next_id = _sample(logits, temperature, top_k, generator)
+                sampled.append(next_id)
+                if i == length - 1:
+                    break
+                x = self.embedding(next_id)
+                for k, cell in enumerate(cells):
+                    states[k] = cell(x, states[k])
+                    x = states[k][0] if lstm else states[k]
+                logits = self.head(x)
+        finally:
+            self.train(was_training)
+        return prime + (self.vocab.decode(torch.cat(sampled)) if sampled else "")
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, backend: str | None = None, map_location="cpu") -> "CharLM":
+        """A CharLM from a Lightning checkpoint alone (the vocabulary is among its hyperparameters).
+
+        `backend` overrides the saved one, e.g. "torch" to sample on a CPU from a model trained with "triton".
+        A missing file raises FileNotFoundError; anything but a CharLM checkpoint raises ValueError.
+        """
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+        try:
+            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as err:  # torch raises several types for a file that is not a checkpoint
+            raise ValueError(f"{str(path)!r} is not a PyTorch checkpoint: {err}") from err
+        hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
+        saved_class = (hparams or {}).get("_class_path", f"{cls.__module__}.{cls.__qualname__}")
+        if not hparams or "vocab" not in hparams or not saved_class.endswith(cls.__qualname__):
+            raise ValueError(f"{str(path)!r} is not a CharLM checkpoint (saved model: {saved_class})")
+        kwargs = {k: v for k, v in hparams.items() if not k.startswith("_")}
+        if backend is not None:
+            kwargs["backend"] = backend
+        try:
+            model = cls(**kwargs)
+            model.load_state_dict(checkpoint["state_dict"])
+        except (TypeError, RuntimeError, KeyError) as err:
+            raise ValueError(f"{str(path)!r} does not hold a CharLM that this version can load: {err}") from err
+        return model.to(map_location)
+
+
+def _batch_size(state) -> int:
+    return (state[0] if isinstance(state, tuple) else state).size(1)
+
+
+def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator) -> torch.Tensor:
+    """One id per row of logits (B, V), drawn from softmax(logits / temperature) limited to the top k."""
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
