@@ -1,0 +1,213 @@
+"""CoNLL-format tagged text: the file reader, vocabularies, and the LightningDataModule for NER.
+
+A file has one token per line with whitespace-separated columns (CoNLL-2003: `word POS chunk NER`), a
+blank line between sentences, and `-DOCSTART-` lines that are skipped. The word is the first column;
+the tag column is chosen by index. Tags in IOB1 are rewritten to IOB2 on reading (tag_schemes).
+"""
+
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader
+
+from fusedrnn.lightning_modules.tag_schemes import check_scheme, iob1_to_iob2, model_scheme, split_tag
+
+PAD, UNK = "<pad>", "<unk>"
+
+
+@dataclass
+class Sentence:
+    words: list[str]
+    tags: list[str]
+
+
+def read_conll(path: str | os.PathLike, tag_column: int = -1, scheme: str = "IOB2") -> list[Sentence]:
+    """Sentences of a CoNLL file; a ValueError names the file and line of a malformed line or tag."""
+    check_scheme(scheme)
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"CoNLL file {str(path)!r} {'is not a file' if path.exists() else 'does not exist'}")
+    sentences, words, tags = [], [], []
+    columns = None
+
+    def close():
+        if words:
+            sentences.append(Sentence(list(words), iob1_to_iob2(tags) if scheme == "IOB1" else list(tags)))
+            words.clear()
+            tags.clear()
+
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                close()
+                continue
+            if fields[0] == "-DOCSTART-":
+                close()
+                continue
+            if columns is None:
+                columns = len(fields)
+                if not -columns <= tag_column < columns:
+                    raise ValueError(f"{path}:{number}: tag column {tag_column} is outside the {columns} columns")
+            if len(fields) != columns:
+                raise ValueError(
+                    f"{path}:{number}: expected {columns} columns like the first token line, got {len(fields)}"
+                )
+            try:
+                prefix, _ = split_tag(fields[tag_column])
+            except ValueError as err:
+                raise ValueError(f"{path}:{number}: {err}") from None
+            allowed = ("B", "I", "O") if scheme != "BIOES" else ("B", "I", "E", "S", "O")
+            if prefix not in allowed:
+                raise ValueError(f"{path}:{number}: tag {fields[tag_column]!r} is not in scheme {scheme}")
+            words.append(fields[0])
+            tags.append(fields[tag_column])
+    close()
+    if not sentences:
+        raise ValueError(f"CoNLL file {str(path)!r} holds no sentences")
+    return sentences
+
+
+class Vocabulary:
+    """Tokens to ids; id 0 is padding and id 1 the unknown token. `tokens` lists the others, or all of
+    them (a saved vocabulary) when it already starts with the two."""
+
+    def __init__(self, tokens: list[str]):
+        self.tokens = [PAD, UNK] + [t for t in tokens if t not in (PAD, UNK)]
+        self._ids = {t: i for i, t in enumerate(self.tokens)}
+        self.unk = self._ids[UNK]
+
+    @classmethod
+    def build(cls, counts: Counter, min_freq: int = 1) -> "Vocabulary":
+        # Most frequent first, ties alphabetically: the same data gives the same ids.
+        return cls([t for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])) if n >= min_freq])
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def id(self, token: str) -> int:
+        return self._ids.get(token, self.unk)
+
+
+def tag_list(sentences: list[Sentence]) -> list[str]:
+    """The tag set of the data, "O" first, then by entity type and prefix."""
+    tags = {t for s in sentences for t in s.tags} | {"O"}
+    return sorted(tags, key=lambda t: (t != "O", split_tag(t)[1], split_tag(t)[0]))
+
+
+class TaggedBatch(dict):
+    """words (B, L), chars (B, L, W), tags (B, L), mask (B, L) bool; padding is id 0 everywhere."""
+
+
+class ConllDataModule(pl.LightningDataModule):
+    """NER data from CoNLL files. Vocabularies come from the training file: words (lowercased unless
+    `lowercase=False`) that occur at least `min_word_freq` times, and every character.
+
+    Args:
+        train_path, val_path, test_path: CoNLL files (test_path optional).
+        tag_column: index of the tag column (CoNLL-2003: -1, the NER column).
+        scheme: the tags' scheme in the files: IOB1, IOB2 or BIOES.
+        max_word_len: characters kept per word for the character encoder.
+    """
+
+    def __init__(
+        self,
+        train_path: str,
+        val_path: str,
+        test_path: str | None = None,
+        tag_column: int = -1,
+        scheme: str = "IOB2",
+        min_word_freq: int = 1,
+        lowercase: bool = True,
+        max_word_len: int = 30,
+        batch_size: int = 32,
+    ):
+        super().__init__()
+        check_scheme(scheme)
+        self.paths = {"train": train_path, "val": val_path, "test": test_path}
+        self.tag_column, self.scheme = tag_column, scheme
+        self.min_word_freq, self.lowercase, self.max_word_len = min_word_freq, lowercase, max_word_len
+        self.batch_size = batch_size
+        self._sentences: dict[str, list[Sentence]] = {}
+        self._vocabularies = None
+
+    def sentences(self, split: str) -> list[Sentence]:
+        if split not in self._sentences:
+            if not self.paths[split]:
+                raise ValueError(f"no {split} file: pass --data.{split}_path")
+            self._sentences[split] = read_conll(self.paths[split], self.tag_column, self.scheme)
+        return self._sentences[split]
+
+    @property
+    def vocabularies(self) -> dict[str, list[str]]:
+        """words, chars and tags from the training data, read on first use (the model needs them
+        when the CLI builds it, before any setup)."""
+        if self._vocabularies is None:
+            train = self.sentences("train")
+            words = Counter(self._norm(w) for s in train for w in s.words)
+            chars = Counter(c for s in train for w in s.words for c in w)
+            self._vocabularies = {
+                "words": Vocabulary.build(words, self.min_word_freq).tokens,
+                "chars": Vocabulary.build(chars).tokens,
+                "tags": tag_list(train),
+                "scheme": model_scheme(self.scheme),
+            }
+        return self._vocabularies
+
+    def _norm(self, word: str) -> str:
+        return word.lower() if self.lowercase else word
+
+    def encode(self, sentences: list[Sentence]) -> list[tuple[list[int], list[list[int]], list[int]]]:
+        v = self.vocabularies
+        words, chars = Vocabulary(v["words"]), Vocabulary(v["chars"])
+        tag_ids = {t: i for i, t in enumerate(v["tags"])}
+        encoded = []
+        for s in sentences:
+            unknown = [t for t in s.tags if t not in tag_ids]
+            if unknown:
+                raise ValueError(f"tag {unknown[0]!r} does not occur in the training data {self.paths['train']!r}")
+            encoded.append((
+                [words.id(self._norm(w)) for w in s.words],
+                [[chars.id(c) for c in w[: self.max_word_len]] for w in s.words],
+                [tag_ids[t] for t in s.tags],
+            ))
+        return encoded
+
+    def setup(self, stage: str) -> None:
+        splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": []}[stage]
+        self.data = getattr(self, "data", {})
+        for split in splits:
+            self.data[split] = self.encode(self.sentences(split))
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(self.data[split], batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+
+def collate(items) -> TaggedBatch:
+    B = len(items)
+    L = max(len(w) for w, _, _ in items)
+    W = max(len(c) for _, cs, _ in items for c in cs)
+    words = torch.zeros(B, L, dtype=torch.long)
+    chars = torch.zeros(B, L, W, dtype=torch.long)
+    tags = torch.zeros(B, L, dtype=torch.long)
+    for b, (w, cs, t) in enumerate(items):
+        words[b, : len(w)] = torch.tensor(w)
+        tags[b, : len(t)] = torch.tensor(t)
+        for i, c in enumerate(cs):
+            chars[b, i, : len(c)] = torch.tensor(c)
+    lengths = torch.tensor([len(w) for w, _, _ in items])
+    mask = torch.arange(L)[None, :] < lengths[:, None]
+    return TaggedBatch(words=words, chars=chars, tags=tags, mask=mask)

@@ -1,0 +1,181 @@
+"""BiLSTM-CRF named-entity tagger on the fused layers.
+
+Each word is represented by its embedding and the final states of a character-level BiLSTM run over
+its letters (packed: one sequence per word); a multi-layer word-level BiLSTM runs over the sentence
+(packed: one sequence per sentence); a linear layer gives per-tag emission scores, decoded by a
+linear-chain CRF constrained to the tagging scheme, or by a per-token softmax.
+"""
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+import fusedrnn
+from fusedrnn.lightning_modules.crf import LinearChainCRF
+from fusedrnn.lightning_modules.span_f1 import SpanF1
+from fusedrnn.lightning_modules.tag_schemes import split_tag
+
+UNK_ID = 1  # conll_data.Vocabulary's unknown-token id
+
+
+class NERTagger(pl.LightningModule):
+    """Args:
+    words, chars, tags: the vocabularies (from ConllDataModule.vocabularies; saved in checkpoints).
+    scheme: IOB2 or BIOES, for CRF constraints and span F1.
+    cell: "lstm" or "gru" for both encoders; backend: the fused layers' backend.
+    decoder: "crf" or "softmax".
+    word_dropout: probability of replacing a training word by the unknown token (teaches its embedding).
+    """
+
+    def __init__(
+        self,
+        words: list[str],
+        chars: list[str],
+        tags: list[str],
+        scheme: str = "IOB2",
+        word_dim: int = 100,
+        char_dim: int = 30,
+        char_hidden: int = 50,
+        hidden_size: int = 200,
+        num_layers: int = 1,
+        dropout: float = 0.5,
+        word_dropout: float = 0.05,
+        cell: str = "lstm",
+        decoder: str = "crf",
+        backend: str | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+    ):
+        super().__init__()
+        if cell not in ("lstm", "gru"):
+            raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
+        if decoder not in ("crf", "softmax"):
+            raise ValueError(f"decoder must be 'crf' or 'softmax', got {decoder!r}")
+        self.save_hyperparameters()
+        rnn = fusedrnn.LSTM if cell == "lstm" else fusedrnn.GRU
+        self.word_embedding = nn.Embedding(len(words), word_dim, padding_idx=0)
+        self.char_embedding = nn.Embedding(len(chars), char_dim, padding_idx=0)
+        self.char_rnn = rnn(char_dim, char_hidden, bidirectional=True, batch_first=True, backend=backend)
+        self.word_rnn = rnn(
+            word_dim + 2 * char_hidden, hidden_size, num_layers, batch_first=True, bidirectional=True,
+            dropout=dropout if num_layers > 1 else 0.0, backend=backend,
+        )
+        self.drop = nn.Dropout(dropout)
+        self.emit = nn.Linear(2 * hidden_size, len(tags))
+        self.crf = LinearChainCRF.for_tags(tags, scheme) if decoder == "crf" else None
+        entity_types = sorted({split_tag(t)[1] for t in tags if t != "O"})
+        self.span_f1 = nn.ModuleDict({stage: SpanF1(entity_types, scheme) for stage in ("val", "test")})
+        self.confusion = MulticlassConfusionMatrix(len(tags))
+
+    # ---- model -------------------------------------------------------------------------------------
+
+    def emissions(self, words: torch.Tensor, chars: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """words (B, L), chars (B, L, W), mask (B, L) -> emission scores (B, L, tags)."""
+        B, L = words.shape
+        real = mask.flatten()
+        word_chars = chars.flatten(0, 1)[real]  # the words that exist, each a character sequence
+        char_lengths = (word_chars != 0).sum(1).clamp_min(1)
+        packed = pack_padded_sequence(
+            self.char_embedding(word_chars), char_lengths.cpu(), batch_first=True, enforce_sorted=False
+        )
+        _, state = self.char_rnn(packed)
+        final = state[0] if isinstance(state, tuple) else state  # (2, words, char_hidden)
+        spelling = final.new_zeros(B * L, 2 * self.hparams.char_hidden)
+        spelling[real] = torch.cat([final[0], final[1]], dim=1)
+        x = torch.cat([self.word_embedding(words), spelling.view(B, L, -1)], dim=2)
+        lengths = mask.sum(1).cpu()
+        packed = pack_padded_sequence(self.drop(x), lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.word_rnn(packed)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=L)
+        return self.emit(self.drop(out))
+
+    def loss(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.crf is not None:
+            return self.crf(emissions, tags, mask)
+        return F.cross_entropy(emissions[mask].float(), tags[mask])
+
+    def decode(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[int]]:
+        if self.crf is not None:
+            return self.crf.decode(emissions, mask)
+        best = emissions.argmax(-1)
+        return [row[:n].tolist() for row, n in zip(best, mask.sum(1).tolist())]
+
+    @torch.no_grad()
+    def tag(self, batch) -> list[list[str]]:
+        """Predicted tag strings for a collated batch (conll_data.collate)."""
+        paths = self.decode(self.emissions(batch["words"], batch["chars"], batch["mask"]), batch["mask"])
+        return [[self.hparams.tags[i] for i in path] for path in paths]
+
+    # ---- training and evaluation -------------------------------------------------------------------
+
+    def num_tokens(self, batch) -> int:
+        return int(batch["mask"].sum())
+
+    def training_step(self, batch, batch_idx):
+        words = batch["words"]
+        if self.hparams.word_dropout > 0:
+            drop = (torch.rand_like(words, dtype=torch.float) < self.hparams.word_dropout) & batch["mask"]
+            words = torch.where(drop, torch.full_like(words, UNK_ID), words)
+        loss = self.loss(self.emissions(words, batch["chars"], batch["mask"]), batch["tags"], batch["mask"])
+        self.log("train/loss", loss, batch_size=words.size(0))
+        return loss
+
+    def _evaluate(self, stage: str, batch) -> None:
+        mask = batch["mask"]
+        emissions = self.emissions(batch["words"], batch["chars"], mask)
+        self.log(f"{stage}/loss", self.loss(emissions, batch["tags"], mask), batch_size=mask.size(0), sync_dist=True)
+        paths = self.decode(emissions, mask)
+        names = self.hparams.tags
+        predicted = [[names[i] for i in p] for p in paths]
+        gold = [[names[i] for i in row[:n]] for row, n in zip(batch["tags"].tolist(), mask.sum(1).tolist())]
+        self.span_f1[stage].update(predicted, gold)
+        if stage == "test":
+            flat = torch.tensor([i for p in paths for i in p], device=mask.device)
+            self.confusion.update(flat, batch["tags"][mask])
+
+    def validation_step(self, batch, batch_idx):
+        self._evaluate("val", batch)
+
+    def test_step(self, batch, batch_idx):
+        self._evaluate("test", batch)
+
+    def _log_scores(self, stage: str) -> dict[str, torch.Tensor]:
+        scores = self.span_f1[stage].compute()  # summed over processes
+        self.span_f1[stage].reset()
+        # The counts are summed over processes already; sync_dist only keeps Lightning quiet.
+        self.log_dict({f"{stage}/{k}": v.float() for k, v in scores.items() if k != "f1"}, sync_dist=True)
+        self.log(f"{stage}/f1", scores["f1"].float(), prog_bar=True, sync_dist=True)
+        return scores
+
+    def on_validation_epoch_end(self):
+        self._log_scores("val")
+
+    def on_test_epoch_end(self):
+        self._log_scores("test")
+        matrix = self.confusion.compute().tolist()
+        self.confusion.reset()
+        table = confusion_table(self.hparams.tags, matrix)
+        if self.trainer.is_global_zero:
+            print("\nToken-level confusion (rows: gold, columns: predicted)\n" + table)
+            for logger in self.trainer.loggers:
+                if hasattr(logger, "log_table"):
+                    logger.log_table("test/confusion", columns=["gold"] + list(self.hparams.tags),
+                                     data=[[g] + row for g, row in zip(self.hparams.tags, matrix)])
+
+    def on_before_optimizer_step(self, optimizer):
+        norms = [p.grad.detach().norm() for p in self.parameters() if p.grad is not None]
+        if norms:
+            self.log("train/grad_norm", torch.stack(norms).norm())
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+
+def confusion_table(names: list[str], matrix: list[list[int]]) -> str:
+    width = max(6, *(len(n) for n in names)) + 1
+    lines = [" " * width + "".join(f"{n:>{width}}" for n in names)]
+    lines += [f"{g:<{width}}" + "".join(f"{c:>{width}}" for c in row) for g, row in zip(names, matrix)]
+    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""NER: the CoNLL reader and its errors, the tagger trained through the CLI with both backends, and a
+checkpoint round trip. Data is generated here; the real CoNLL-2003 run happens only when present."""
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from fusedrnn.lightning_modules.conll_data import ConllDataModule, collate, read_conll
+from fusedrnn.lightning_modules.ner import NERTagger
+from fusedrnn.lightning_modules.ner_cli import main
+
+PEOPLE = ["Alice", "Bob", "Carol", "Dmitri", "Eve"]
+PLACES = ["Paris", "Lagos", "Lima", "Oslo"]
+FILLER = ["the", "met", "in", "and", "went", "to", "yesterday", "."]
+CONLL2003 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "conll2003"
+
+
+def sentence(rng):
+    tokens = []
+    for _ in range(rng.randint(2, 7)):
+        r = rng.random()
+        if r < 0.2:
+            tokens += [(rng.choice(PEOPLE), "B-PER")] + ([("Smith", "I-PER")] if rng.random() < 0.5 else [])
+        elif r < 0.35:
+            tokens.append((rng.choice(PLACES), "B-LOC"))
+        else:
+            tokens.append((rng.choice(FILLER), "O"))
+    return tokens
+
+
+def write_conll(path, n, seed, docstart=True):
+    rng = random.Random(seed)
+    lines = ["-DOCSTART- -X- -X- O", ""] if docstart else []
+    for _ in range(n):
+        lines += [f"{w} NNP B-NP {t}" for w, t in sentence(rng)] + [""]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    d = tmp_path_factory.mktemp("conll")
+    return {split: str(write_conll(d / f"{split}.txt", n, seed)) for split, n, seed in
+            [("train", 48, 0), ("dev", 16, 1), ("test", 16, 2)]}
+
+
+def test_reader_skips_docstart_and_converts_iob1(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("-DOCSTART- -X- O\n\nJohn NNP I-PER\nSmith NNP I-PER\nMary NNP B-PER\nin IN O\nRome NNP I-LOC\n\n")
+    (s,) = read_conll(f, scheme="IOB1")
+    assert s.words == ["John", "Smith", "Mary", "in", "Rome"]
+    assert s.tags == ["B-PER", "I-PER", "B-PER", "O", "B-LOC"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a NN O\nb O\n", r"a\.txt:2: expected 3 columns"),
+    ("a NN X-PER\n", r"a\.txt:1: malformed tag"),
+    ("a NN S-PER\n", r"a\.txt:1: tag 'S-PER' is not in scheme IOB2"),
+    ("\n\n", "holds no sentences"),
+])
+def test_reader_errors_name_file_and_line(tmp_path, text, message):
+    f = tmp_path / "a.txt"
+    f.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_conll(f)
+
+
+def test_reader_missing_file_and_unknown_scheme(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_conll(tmp_path / "nope.txt")
+    with pytest.raises(ValueError, match="unknown tag scheme"):
+        read_conll(tmp_path / "nope.txt", scheme="BILOU")
+
+
+def test_vocabularies_and_batches(data):
+    dm = ConllDataModule(data["train"], data["dev"], data["test"], min_word_freq=2, batch_size=4)
+    v = dm.vocabularies
+    assert v["words"][:2] == ["<pad>", "<unk>"] and v["tags"][0] == "O" and v["scheme"] == "IOB2"
+    assert set(v["tags"]) == {"O", "B-PER", "I-PER", "B-LOC"}
+    dm.setup("fit")
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["words"].shape == batch["mask"].shape == batch["tags"].shape
+    assert batch["chars"].shape[:2] == batch["words"].shape
+    assert bool((batch["words"][~batch["mask"]] == 0).all())
+
+
+def fit_args(data, tmp_path, backend, extra=()):
+    return ["fit", "--data.train_path", data["train"], "--data.val_path", data["dev"], "--data.test_path", data["test"],
+            "--data.batch_size", "8", "--model.word_dim", "8", "--model.char_dim", "6", "--model.char_hidden", "5",
+            "--model.hidden_size", "8", "--model.backend", backend, "--trainer.logger", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path),
+            "--seed_everything", "0", *extra]
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_fast_dev_run_fit_with_both_backends(data, tmp_path, backend):
+    assert main(fit_args(data, tmp_path, backend, ["--trainer.fast_dev_run", "1"])) == 0
+
+
+@pytest.mark.parametrize("decoder", ["crf", "softmax"])
+def test_both_backends_give_the_same_emissions(data, decoder):
+    dm = ConllDataModule(data["train"], data["dev"])
+    torch.manual_seed(0)
+    torch_model = NERTagger(**dm.vocabularies, word_dim=8, char_dim=6, char_hidden=5, hidden_size=8, num_layers=2,
+                            decoder=decoder, backend="torch").eval()
+    triton_model = NERTagger(**dm.vocabularies, word_dim=8, char_dim=6, char_hidden=5, hidden_size=8, num_layers=2,
+                             decoder=decoder, backend="triton").eval()
+    triton_model.load_state_dict(torch_model.state_dict())
+    dm.setup("validate")
+    batch = next(iter(dm.val_dataloader()))
+    args = (batch["words"], batch["chars"], batch["mask"])
+    assert torch.allclose(torch_model.emissions(*args), triton_model.emissions(*args), atol=1e-5)
+    assert torch_model.tag(batch) == triton_model.tag(batch)
+
+
+def test_training_learns_and_checkpoint_round_trips(data, tmp_path):
+    code = main(fit_args(data, tmp_path, "torch", ["--trainer.max_epochs", "25", "--model.lr", "0.02",
+                                                   "--trainer.enable_checkpointing", "true"]))
+    assert code == 0
+    ckpt = next(Path(tmp_path).rglob("*.ckpt"))
+    model = NERTagger.load_from_checkpoint(ckpt).eval()
+    dm = ConllDataModule(data["train"], data["dev"], data["test"])
+    dm.setup("test")
+    predicted, gold = [], []
+    for batch in dm.test_dataloader():
+        predicted += model.tag(batch)
+        gold += [[model.hparams.tags[i] for i in row[:n]] for row, n in zip(batch["tags"].tolist(), batch["mask"].sum(1).tolist())]
+    metric = model.span_f1["test"]
+    metric.update(predicted, gold)
+    assert metric.compute()["f1"].item() > 0.8  # a learnable toy task
+
+
+@pytest.mark.skipif(not CONLL2003.is_dir(), reason="CoNLL-2003 not present in ../shared/data")
+def test_short_fit_on_conll2003_reads_the_files_and_learns():
+    dm = ConllDataModule(str(CONLL2003 / "train.txt"), str(CONLL2003 / "dev.txt"), batch_size=32)
+    assert len(dm.sentences("train")) == 14041 and len(dm.sentences("val")) == 3250
+    assert set(dm.vocabularies["tags"]) == {"O"} | {f"{p}-{t}" for p in "BI" for t in ("PER", "LOC", "ORG", "MISC")}
+    torch.manual_seed(0)
+    model = NERTagger(**dm.vocabularies, word_dim=32, char_dim=16, char_hidden=16, hidden_size=48, backend="torch", lr=0.01)
+    dm.setup("fit")
+    val = [b for _, b in zip(range(10), dm.val_dataloader())]
+
+    def val_loss():
+        model.eval()
+        with torch.no_grad():
+            return sum(model.loss(model.emissions(b["words"], b["chars"], b["mask"]), b["tags"], b["mask"]) for b in val).item()
+
+    before = val_loss()
+    optimizer = model.configure_optimizers()
+    model.train()
+    for _, batch in zip(range(40), dm.train_dataloader()):  # ~1 minute on 2 cores
+        loss = model.loss(model.emissions(batch["words"], batch["chars"], batch["mask"]), batch["tags"], batch["mask"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert val_loss() < 0.5 * before
+
+
+def test_collate_pads_with_zeros():
+    batch = collate([([3, 4], [[2], [3, 4]], [1, 0]), ([5], [[2, 2, 2]], [2])])
+    assert batch["chars"].shape == (2, 2, 3) and batch["mask"].tolist() == [[True, True], [True, False]]
