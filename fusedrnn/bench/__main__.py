@@ -1,0 +1,5 @@
+import sys
+
+from fusedrnn.bench import main
+
+sys.exit(main())
