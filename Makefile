@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) -m benchmarks.run
+	$(PY) -m fusedrnn.bench
 
 lint: $(STAMP)
 	$(PY) -m ruff check fusedrnn tests benchmarks

@@ -54,7 +54,7 @@ def main() -> int:
         start = time.time()
         try:
             run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-            output, ok = run.stdout + run.stderr, run.returncode == 0
+            output, ok = run.stderr + run.stdout, run.returncode == 0  # the summary (stdout) last
         except subprocess.TimeoutExpired as e:
             output, ok = f"{e.stdout or ''}{e.stderr or ''}\nTIMED OUT after {timeout} s", False
         say(output.rstrip())
