@@ -28,7 +28,28 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "charlm.yaml"
 TINY_SHAKESPEARE = REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt"
 WORDS = "the king shall love my lord and night to of ROMEO: JULIET: sweet fair hath thee\n".split(" ")
-TINY = ["--model.embedding_dim", "16", "--model.hidden_size", "24", "--model.num_layers", "2"]
+PYTHON_ENV = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+# A small fit through the CLI: {text} is the text file, {out} the output folder.
+TINY_FIT = (
+    "--data.path {text} --data.batch_size 4 --data.seq_len 32 --model.embedding_dim 16 --model.hidden_size 24 "
+    "--model.num_layers 2 --model.backend torch --trainer.limit_val_batches 3 --trainer.accelerator cpu "
+    "--trainer.enable_progress_bar false --trainer.default_root_dir {out}"
+)
+
+
+def command_line(line: str, **paths) -> list[str]:
+    """`line` split into arguments, with {name} replaced by paths[name] (after the split: paths may hold spaces)."""
+    return [word.format(**{name: str(path) for name, path in paths.items()}) for word in line.split()]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The models here are tiny: a second intra-op thread gains nothing, and on a busy machine threads that
+    spin waiting for each other cost seconds per step."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +68,9 @@ def tiny_model(vocab: CharVocab, **kwargs) -> CharLM:
 
 
 def quiet_trainer(**kwargs) -> pl.Trainer:
-    settings = dict(accelerator="cpu", devices=1, enable_progress_bar=False, enable_model_summary=False)
+    # Nothing written to the working directory: no logger, no checkpoints.
+    settings = dict(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False)
+    settings.update(enable_progress_bar=False, enable_model_summary=False)
     return pl.Trainer(**{**settings, **kwargs})
 
 
@@ -86,7 +109,7 @@ def test_state_carried_across_batches(text_file):
     whole rows: the state flows from batch to batch."""
     dm = TextDataModule(str(text_file), batch_size=3, seq_len=5)
     model = tiny_model(dm.vocab)
-    trainer = quiet_trainer(limit_val_batches=8, logger=False)
+    trainer = quiet_trainer(limit_val_batches=8)
     chunked = trainer.validate(model, dm, verbose=False)[0]["val/loss"]
     x, y = (torch.cat(parts, dim=1) for parts in zip(*list(dm.val_dataloader())[:8]))
     model.eval()
@@ -114,17 +137,7 @@ def test_fast_dev_run_backends_agree(text_file, cell):
     for backend in ("torch", "triton"):
         dm = TextDataModule(str(text_file), batch_size=3, seq_len=7)
         pl.seed_everything(7, verbose=False)
-        model = CharLM(
-            dm.vocab.chars,
-            cell=cell,
-            embedding_dim=16,
-            hidden_size=19,
-            num_layers=2,
-            dropout=0.0,
-            backend=backend,
-            lr=3e-2,
-            lr_schedule="none",
-        )
+        model = tiny_model(dm.vocab, cell=cell, hidden_size=19, backend=backend, lr=3e-2, lr_schedule="none")
         recorder = StepLosses()
         quiet_trainer(fast_dev_run=4, callbacks=[recorder]).fit(model, dm)
         losses[backend] = recorder.losses
@@ -136,14 +149,7 @@ def test_fast_dev_run_backends_agree(text_file, cell):
 def test_bf16_mixed_and_plateau_schedule(text_file):
     dm = TextDataModule(str(text_file), batch_size=4, seq_len=16)
     model = tiny_model(dm.vocab, lr_schedule="plateau", cell="gru")
-    trainer = quiet_trainer(
-        max_epochs=2,
-        limit_train_batches=3,
-        limit_val_batches=2,
-        precision="bf16-mixed",
-        logger=False,
-        enable_checkpointing=False,
-    )
+    trainer = quiet_trainer(max_epochs=2, limit_train_batches=3, limit_val_batches=2, precision="bf16-mixed")
     trainer.fit(model, dm)
     assert math.isfinite(trainer.callback_metrics["val/loss"].item())
 
@@ -170,58 +176,13 @@ def test_generate_steps_cells_that_share_the_layer_weights(text_file):
 
 
 def test_sample_from_checkpoint_in_fresh_process(text_file, tmp_path):
-    args = [
-        "fit",
-        "--data.path",
-        str(text_file),
-        "--data.batch_size",
-        "4",
-        "--data.seq_len",
-        "32",
-        *TINY,
-        "--model.backend",
-        "torch",
-        "--trainer.max_epochs",
-        "1",
-        "--trainer.limit_train_batches",
-        "5",
-        "--trainer.limit_val_batches",
-        "2",
-        "--trainer.logger",
-        "false",
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.default_root_dir",
-        str(tmp_path),
-    ]
-    assert charlm_cli.main(args) == 0
+    fit = f"fit {TINY_FIT} --trainer.logger false --trainer.max_epochs 1 --trainer.limit_train_batches 5"
+    assert charlm_cli.main(command_line(fit, text=text_file, out=tmp_path)) == 0
     (ckpt,) = (tmp_path / "checkpoints").glob("*.ckpt")
     expected = CharLM.from_checkpoint(ckpt).generate("ROMEO:", 80, temperature=0.9, top_k=5, seed=11)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [
-        sys.executable,
-        "-m",
-        "fusedrnn.cli",
-        "charlm",
-        "sample",
-        "--ckpt_path",
-        str(ckpt),
-        "--prime",
-        "ROMEO:",
-        "--length",
-        "80",
-        "--temperature",
-        "0.9",
-        "--top_k",
-        "5",
-        "--seed",
-        "11",
-        "--device",
-        "cpu",
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    sample = "sample --ckpt_path {ckpt} --prime ROMEO: --length 80 --temperature 0.9 --top_k 5 --seed 11 --device cpu"
+    command = [sys.executable, "-m", "fusedrnn.cli", "charlm", *command_line(sample, ckpt=ckpt)]
+    result = subprocess.run(command, env=PYTHON_ENV, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout == expected + "\n"
 
@@ -238,92 +199,26 @@ def read_csv_metrics(log_dir: Path) -> list[dict]:
 def test_ddp_two_processes_match_one(text_file, tmp_path):
     """Two CPU processes (gloo) each read their own rows; the validation loss, reduced across them,
     equals that of one process reading all the rows of the same checkpoint."""
-    common = [
-        "--data.path",
-        str(text_file),
-        "--data.seq_len",
-        "16",
-        *TINY,
-        "--model.backend",
-        "torch",
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.log_every_n_steps",
-        "2",
-        "--trainer.logger",
-        "lightning.pytorch.loggers.CSVLogger",
-    ]
-    fit = [
-        "fit",
-        *common,
-        "--trainer.max_epochs",
-        "1",
-        "--trainer.limit_train_batches",
-        "4",
-        "--trainer.limit_val_batches",
-        "3",
-    ]
-    ddp_dir, single_dir = tmp_path / "ddp", tmp_path / "single"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    command = [
-        sys.executable,
-        "-m",
-        "fusedrnn.cli",
-        "charlm",
-        *fit,
-        "--data.batch_size",
-        "2",
-        "--trainer.strategy",
-        "ddp",
-        "--trainer.devices",
-        "2",
-        "--trainer.logger.save_dir",
-        str(ddp_dir),
-        "--trainer.default_root_dir",
-        str(ddp_dir),
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
+    csv_logger = "--trainer.logger lightning.pytorch.loggers.CSVLogger --trainer.logger.save_dir {out}"
+    fit = f"fit {TINY_FIT} {csv_logger} --trainer.max_epochs 1 --trainer.limit_train_batches 4 --data.seq_len 16"
+    fit += " --trainer.log_every_n_steps 2"
+    ddp = f"{fit} --data.batch_size 2 --trainer.strategy ddp --trainer.devices 2"
+    command = [sys.executable, "-m", "fusedrnn.cli", "charlm", *command_line(ddp, text=text_file, out=tmp_path / "ddp")]
+    result = subprocess.run(command, env=PYTHON_ENV, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
-    ddp_rows = read_csv_metrics(ddp_dir)
+    ddp_rows = read_csv_metrics(tmp_path / "ddp")
 
-    assert (
-        charlm_cli.main(
-            [
-                *fit,
-                "--data.batch_size",
-                "4",
-                "--trainer.logger.save_dir",
-                str(single_dir),
-                "--trainer.default_root_dir",
-                str(single_dir),
-            ]
-        )
-        == 0
-    )
-    assert set(ddp_rows[0]) == set(read_csv_metrics(single_dir)[0])
-    assert {"train/loss", "train/bpc", "train/tokens_per_sec", "train/grad_norm", "val/loss", "val/bpc"} <= set(
-        ddp_rows[0]
-    )
+    single = f"{fit} --data.batch_size 4"
+    assert charlm_cli.main(command_line(single, text=text_file, out=tmp_path / "single")) == 0
+    assert set(ddp_rows[0]) == set(read_csv_metrics(tmp_path / "single")[0])
+    expected = {"train/loss", "train/bpc", "train/tokens_per_sec", "train/grad_norm", "val/loss", "val/bpc"}
+    assert expected <= set(ddp_rows[0])
 
-    (ckpt,) = ddp_dir.rglob("*.ckpt")
-    check_dir = tmp_path / "check"
-    validate = [
-        "validate",
-        *common,
-        "--trainer.limit_val_batches",
-        "3",
-        "--data.batch_size",
-        "4",
-        "--trainer.logger.save_dir",
-        str(check_dir),
-        "--ckpt_path",
-        str(ckpt),
-    ]
-    assert charlm_cli.main(validate) == 0
-    ddp_val = [float(r["val/loss"]) for r in ddp_rows if r["val/loss"]][-1]
-    (single_val,) = [float(r["val/loss"]) for r in read_csv_metrics(check_dir) if r["val/loss"]]
+    (ckpt,) = (tmp_path / "ddp").rglob("*.ckpt")
+    validate = f"validate {TINY_FIT} {csv_logger} --data.seq_len 16 --data.batch_size 4 --ckpt_path {{ckpt}}"
+    assert charlm_cli.main(command_line(validate, text=text_file, out=tmp_path / "check", ckpt=ckpt)) == 0
+    ddp_val = [float(row["val/loss"]) for row in ddp_rows if row["val/loss"]][-1]
+    (single_val,) = [float(row["val/loss"]) for row in read_csv_metrics(tmp_path / "check") if row["val/loss"]]
     assert ddp_val == pytest.approx(single_val, rel=1e-5)
 
 
@@ -360,43 +255,15 @@ def test_wandb_offline_run_with_committed_config(text_file, tmp_path, monkeypatc
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.setenv("WANDB_SILENT", "true")
-    args = [
-        "fit",
-        "--config",
-        str(CONFIG),
-        "--data.path",
-        str(text_file),
-        "--data.batch_size",
-        "4",
-        "--data.seq_len",
-        "16",
-        *TINY,
-        "--model.backend",
-        "torch",
-        "--trainer.max_epochs",
-        "2",
-        "--trainer.limit_train_batches",
-        "4",
-        "--trainer.limit_val_batches",
-        "2",
-        "--trainer.log_every_n_steps",
-        "2",
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.default_root_dir",
-        str(tmp_path),
-        "--trainer.logger.init_args.save_dir",
-        str(tmp_path),
-    ]
-    assert charlm_cli.main(args) == 0
+    fit = f"fit --config {{config}} {TINY_FIT} --trainer.logger.init_args.save_dir {{out}} --trainer.max_epochs 2"
+    fit += " --trainer.limit_train_batches 4 --trainer.log_every_n_steps 2 --data.seq_len 16"
+    assert charlm_cli.main(command_line(fit, config=CONFIG, text=text_file, out=tmp_path)) == 0
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     metrics, config = wandb_logged_keys(next(run_dir.glob("*.wandb")))
     assert {"train/loss", "train/bpc", "train/lr", "train/grad_norm", "val/loss", "val/bpc", "val/ppl"} <= metrics
     assert any(key.startswith("samples/") for key in metrics)  # the table of generated text
-    assert {"model", "data", "trainer", "vocab", "hidden_size"} <= config  # the CLI config and the hyperparameters
     assert list((run_dir / "files" / "media" / "table").glob("samples_*.table.json"))
+    assert {"model", "data", "trainer", "vocab", "hidden_size"} <= config  # the CLI config and the hyperparameters
     assert list((tmp_path / "fusedrnn-charlm").rglob("*.ckpt"))  # checkpoints beside the run, by run id
 
 
@@ -438,24 +305,9 @@ def test_tiny_shakespeare_beats_unigram_entropy():
     counts = Counter(dm.text)
     unigram = -sum(n / len(dm.text) * math.log(n / len(dm.text)) for n in counts.values())
     pl.seed_everything(0, verbose=False)
-    model = CharLM(
-        dm.vocab.chars,
-        embedding_dim=32,
-        hidden_size=64,
-        num_layers=1,
-        dropout=0.0,
-        backend="torch",
-        lr=1e-2,
-        lr_schedule="none",
-    )
-    trainer = quiet_trainer(
-        max_epochs=1,
-        limit_train_batches=150,
-        limit_val_batches=20,
-        gradient_clip_val=1.0,
-        logger=False,
-        enable_checkpointing=False,
-    )
+    model = tiny_model(dm.vocab, embedding_dim=32, hidden_size=64, num_layers=1, lr_schedule="none")
+    limits = dict(max_epochs=1, limit_train_batches=100, limit_val_batches=20)
+    trainer = quiet_trainer(**limits, gradient_clip_val=1.0)
     trainer.fit(model, dm)
     assert len(dm.vocab) == 65
     assert trainer.callback_metrics["val/loss"].item() < unigram - 0.5
@@ -537,3 +389,13 @@ def test_bad_model_settings():
         CharLM("abc", embedding_dim=8, hidden_size=16, tie_weights=True)
     with pytest.raises(ValueError, match="cell"):
         CharLM("abc", cell="rnn")
+
+
+def test_sample_table_drops_unknown_prime_characters(text_file):
+    from fusedrnn.lightning_modules.callbacks import TextSampleTable
+
+    model = tiny_model(TextDataModule(str(text_file)).vocab)
+    table = TextSampleTable(prime="ZORRO the")
+    with pytest.warns(UserWarning, match="ZORRO"):
+        table.setup(None, model, "fit")
+    assert table._prime == "ORRO the"

@@ -5,6 +5,7 @@ import time
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
 
 
 def _count_tokens(pl_module: pl.LightningModule, batch) -> int:
@@ -58,9 +59,11 @@ class TextSampleTable(pl.Callback):
     it: a W&B table `samples` that grows by a row per epoch, or a TensorBoard text entry.
 
     Args:
-        prime: the text the samples start from; every character must be in the model's vocabulary.
+        prime: the text the samples start from. Characters outside the model's vocabulary are dropped with
+            a warning (a config written for one text still trains on another).
         length: characters to generate.
-        temperature, top_k: sampling settings passed to generate().
+        temperature: divides the logits before sampling.
+        top_k: when set, only the k likeliest characters can be drawn.
         seed: makes the samples of successive epochs comparable.
     """
 
@@ -77,14 +80,21 @@ class TextSampleTable(pl.Callback):
         self.rows: list[list] = []
 
     def setup(self, trainer, pl_module, stage):
-        # Fail before training rather than at the first validation.
-        if hasattr(pl_module, "vocab"):
-            pl_module.vocab.encode(self.prime, what=f"{type(self).__name__}'s prime")
+        self._prime = self.prime
+        vocab = getattr(pl_module, "vocab", None)
+        if vocab is not None:
+            known = "".join(c for c in self.prime if c in vocab.chars)
+            if known != self.prime:
+                self._prime = known or vocab.chars[0]
+                rank_zero_warn(
+                    f"{type(self).__name__}: the prime {self.prime!r} has characters outside the vocabulary; "
+                    f"sampling from {self._prime!r} instead"
+                )
 
     def on_validation_epoch_end(self, trainer, pl_module):
         if trainer.sanity_checking or not trainer.is_global_zero or not trainer.loggers:
             return
-        text = pl_module.generate(self.prime, self.length, self.temperature, self.top_k, self.seed)
+        text = pl_module.generate(self._prime, self.length, self.temperature, self.top_k, self.seed)
         self.rows.append([trainer.current_epoch, trainer.global_step, self.temperature, self.top_k, text])
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):

@@ -30,14 +30,18 @@ class CharLM(pl.LightningModule):
     Args:
         vocab: the characters of the vocabulary, in id order (saved with the checkpoint).
         cell: "lstm" or "gru".
-        embedding_dim, hidden_size, num_layers: sizes.
+        embedding_dim: size of the character embeddings.
+        hidden_size: size of the recurrent state.
+        num_layers: stacked recurrent layers.
         dropout: on the embeddings, between recurrent layers and before the head.
         tie_weights: share the embedding matrix with the head (needs embedding_dim == hidden_size).
         backend: the fused layers' backend: "auto" (Triton on CUDA), "triton" or "torch".
-        lr, weight_decay: AdamW settings.
+        lr: AdamW's (peak) learning rate.
+        weight_decay: AdamW's decoupled weight decay.
         lr_schedule: "cosine" (linear warm-up, then cosine decay to min_lr_ratio * lr over the run),
             "plateau" (divide by 2 when val/loss stops falling) or "none".
-        warmup_steps, min_lr_ratio: for the cosine schedule.
+        warmup_steps: optimizer steps of linear warm-up in the cosine schedule.
+        min_lr_ratio: the cosine schedule's final learning rate, as a fraction of lr.
     """
 
     def __init__(
