@@ -36,14 +36,14 @@ class TokenThroughput(pl.Callback):
         if pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)  # kernels run asynchronously: wait for them
         elapsed = time.perf_counter() - self._start
-        # Every process reads the same number of tokens per batch, so the total is a product.
-        pl_module.log("train/tokens_per_sec", self._tokens * trainer.world_size / elapsed)
+        # Every process reaches this batch together: the sum over processes is the job's throughput.
+        pl_module.log("train/tokens_per_sec", self._tokens / elapsed, sync_dist=True, reduce_fx="sum")
         self._start_window()
 
 
 class PeakMemory(pl.Callback):
-    """Logs `train/peak_memory_gib`: the most GPU memory torch held on this process's device since the
-    epoch began. Nothing on CPU runs."""
+    """Logs `train/peak_memory_gib`: the most GPU memory torch held on any one device since the epoch
+    began (the largest over processes). Nothing on CPU runs."""
 
     def on_train_epoch_start(self, trainer, pl_module):
         if pl_module.device.type == "cuda":
@@ -51,7 +51,8 @@ class PeakMemory(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if pl_module.device.type == "cuda" and (batch_idx + 1) % trainer.log_every_n_steps == 0:
-            pl_module.log("train/peak_memory_gib", torch.cuda.max_memory_allocated(pl_module.device) / 2**30)
+            peak = torch.cuda.max_memory_allocated(pl_module.device) / 2**30
+            pl_module.log("train/peak_memory_gib", peak, sync_dist=True, reduce_fx="max")
 
 
 class TextSampleTable(pl.Callback):

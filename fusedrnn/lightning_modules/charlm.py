@@ -264,9 +264,11 @@ class CharLM(pl.LightningModule):
         except Exception as err:  # torch raises several types for a file that is not a checkpoint
             raise ValueError(f"{str(path)!r} is not a PyTorch checkpoint: {err}") from err
         hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-        saved_class = (hparams or {}).get("_class_path", f"{cls.__module__}.{cls.__qualname__}")
-        if not hparams or "vocab" not in hparams or not saved_class.endswith(cls.__qualname__):
-            raise ValueError(f"{str(path)!r} is not a CharLM checkpoint (saved model: {saved_class})")
+        if not hparams or "vocab" not in hparams:
+            raise ValueError(f"{str(path)!r} is not a CharLM checkpoint: it saves no character vocabulary")
+        saved_class = hparams.get("_class_path")  # recorded when the LightningCLI built the model
+        if saved_class and saved_class.rsplit(".", 1)[-1] != cls.__name__:
+            raise ValueError(f"{str(path)!r} is not a CharLM checkpoint: it holds a {saved_class}")
         kwargs = {k: v for k, v in hparams.items() if not k.startswith("_")}
         if backend is not None:
             kwargs["backend"] = backend

@@ -65,8 +65,8 @@ def run_training_cli(
     description: str | None = None,
 ) -> int:
     """Parse `argv` (a subcommand: fit, validate or test, then options) and run it. Returns the exit code."""
-    # The data modules keep their data in memory as tensors and use no worker processes: Lightning's
-    # advice about workers does not apply. `argv` is sys.argv minus the command names, on purpose.
+    # The data modules hold their data in memory, where worker processes gain little, so Lightning's
+    # advice about workers is noise. `argv` is sys.argv minus the command names, on purpose.
     quiet = ("does not have many workers", "IterableDataset. has .__len__. defined", "args parameter is intended")
     for message in quiet:
         warnings.filterwarnings("ignore", f".*{message}")
@@ -81,9 +81,9 @@ def run_training_cli(
             trainer_defaults={"callbacks": [TokenThroughput(), PeakMemory()]},
             parser_kwargs={"prog": prog, "description": description},
         )
-    except SystemExit as exit:  # argument errors and --help
-        _finish_wandb(1 if exit.code else 0)
-        return exit.code if isinstance(exit.code, int) else (0 if exit.code is None else 1)
+    except SystemExit as stop:  # argument errors and --help
+        _finish_wandb(1 if stop.code else 0)
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except BaseException:
         _finish_wandb(1)
         raise
