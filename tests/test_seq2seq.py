@@ -86,7 +86,7 @@ def trained(corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     pl.seed_everything(0)
     data = ParallelDataModule(**corpus.paths, min_freq=1, batch_size=32)
-    model = Seq2Seq(data.src_vocab.tokens, data.tgt_vocab.tokens, **TINY, dropout=0.0, lr=0.02, backend="torch", num_samples=4)
+    model = Seq2Seq(data.src_vocab.to_text(), data.tgt_vocab.to_text(), **TINY, dropout=0.0, lr=0.02, backend="torch", num_samples=4)
     logger = RecordingWandbLogger(save_dir=str(root))
     trainer = pl.Trainer(
         max_epochs=5,
@@ -140,7 +140,7 @@ def test_vocab_min_freq_unk_and_specials():
     assert vocab.encode(["a", "c", "zzz", "b"]) == [4, vocab.unk, vocab.unk, 5]
     assert vocab.decode([vocab.bos, 4, 5, vocab.eos, 4]) == ["a", "b"]
     assert Vocab.build([["a", "b", "a"]], min_freq=1, max_size=1).tokens[4:] == ["a"]
-    assert Vocab(vocab.tokens) == vocab
+    assert Vocab(vocab.tokens) == vocab == Vocab.from_text(vocab.to_text())
     with pytest.raises(ValueError, match="special tokens"):
         Vocab(["a", "b"])
     with pytest.raises(ValueError, match="min_freq"):
@@ -259,8 +259,8 @@ def test_translate_rejects_other_checkpoints(tmp_path, capsys):
 
 def tiny_model(vocab_size: int = 20, **kwargs) -> Seq2Seq:
     torch.manual_seed(0)
-    tokens = ["<pad>", "<unk>", "<bos>", "<eos>"] + [f"t{i}" for i in range(vocab_size - 4)]
-    return Seq2Seq(tokens, tokens, **{**TINY, "backend": "torch", **kwargs}).eval()
+    vocab = "\n".join(["<pad>", "<unk>", "<bos>", "<eos>"] + [f"t{i}" for i in range(vocab_size - 4)])
+    return Seq2Seq(vocab, vocab, **{**TINY, "backend": "torch", **kwargs}).eval()
 
 
 @pytest.mark.parametrize(

@@ -61,8 +61,8 @@ def detokenize(tokens: Iterable[str]) -> str:
 class Vocab:
     """Token <-> id. Ids 0-3 are the special tokens pad, unk, bos, eos; the rest follow `tokens`.
 
-    Built from training text with `Vocab.build`; `tokens` (the full list, specials included) is what a
-    checkpoint saves, and `Vocab(tokens)` rebuilds it.
+    Built from training text with `Vocab.build`. `to_text()` (the tokens in id order, one per line; no
+    token holds whitespace) is what a checkpoint saves, and `Vocab.from_text` rebuilds it.
     """
 
     def __init__(self, tokens: Sequence[str]):
@@ -86,6 +86,13 @@ class Vocab:
             counts.pop(special, None)
         kept = sorted((t for t, n in counts.items() if n >= min_freq), key=lambda t: (-counts[t], t))
         return cls(list(SPECIALS) + kept[:max_size])
+
+    def to_text(self) -> str:
+        return "\n".join(self.tokens)
+
+    @classmethod
+    def from_text(cls, text: str) -> "Vocab":
+        return cls(text.split("\n"))
 
     def __len__(self) -> int:
         return len(self.tokens)

@@ -75,8 +75,9 @@ class Seq2Seq(pl.LightningModule):
     """Attention encoder-decoder for translation (see the module docstring for the architecture).
 
     Args:
-        src_vocab, tgt_vocab: the vocabularies' tokens in id order, specials first (saved with the
-            checkpoint, so that a checkpoint alone can translate).
+        src_vocab, tgt_vocab: the vocabularies as `Vocab.to_text()` writes them: tokens in id order,
+            specials first, one per line (saved with the checkpoint, so that it alone can translate;
+            one string rather than a list, which the CLI's argument checks would walk item by item).
         cell: "gru" or "lstm", for encoder and decoder.
         embedding_dim: source and target embedding size.
         hidden_size: per encoder direction, and the decoder's state and attentional vector.
@@ -99,8 +100,8 @@ class Seq2Seq(pl.LightningModule):
 
     def __init__(
         self,
-        src_vocab: list[str],
-        tgt_vocab: list[str],
+        src_vocab: str,
+        tgt_vocab: str,
         cell: Literal["gru", "lstm"] = "gru",
         embedding_dim: int = 256,
         hidden_size: int = 512,
@@ -134,7 +135,7 @@ class Seq2Seq(pl.LightningModule):
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         # The vocabularies are long lists: in the checkpoint, not in the logger's config.
         self.save_hyperparameters(logger=False)
-        self.src_vocab, self.tgt_vocab = Vocab(src_vocab), Vocab(tgt_vocab)
+        self.src_vocab, self.tgt_vocab = Vocab.from_text(src_vocab), Vocab.from_text(tgt_vocab)
         self.lstm = cell == "lstm"
         rnn_class, cell_class = (fusedrnn.LSTM, fusedrnn.LSTMCell) if self.lstm else (fusedrnn.GRU, fusedrnn.GRUCell)
         H = hidden_size

@@ -82,8 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ParallelDataModule,
         argv,
         links=[
-            Link("data.src_vocab", "model.src_vocab", compute=lambda vocab: vocab.tokens),
-            Link("data.tgt_vocab", "model.tgt_vocab", compute=lambda vocab: vocab.tokens),
+            Link("data.src_vocab", "model.src_vocab", compute=lambda vocab: vocab.to_text()),
+            Link("data.tgt_vocab", "model.tgt_vocab", compute=lambda vocab: vocab.to_text()),
         ],
         prog="fusedrnn seq2seq",
         description="Attention encoder-decoder translation model on fusedrnn's GRU/LSTM.",
