@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 import fusedrnn
+from fusedrnn.lightning_modules.checkpoints import load_model
 from fusedrnn.lightning_modules.text_data import CharVocab
 
 LN2 = math.log(2)
@@ -257,27 +258,7 @@ class CharLM(pl.LightningModule):
         `backend` overrides the saved one, e.g. "torch" to sample on a CPU from a model trained with "triton".
         A missing file raises FileNotFoundError; anything but a CharLM checkpoint raises ValueError.
         """
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-        try:
-            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as err:  # torch raises several types for a file that is not a checkpoint
-            raise ValueError(f"{str(path)!r} is not a PyTorch checkpoint: {err}") from err
-        hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-        if not hparams or "vocab" not in hparams:
-            raise ValueError(f"{str(path)!r} is not a CharLM checkpoint: it saves no character vocabulary")
-        saved_class = hparams.get("_class_path")  # recorded when the LightningCLI built the model
-        if saved_class and saved_class.rsplit(".", 1)[-1] != cls.__name__:
-            raise ValueError(f"{str(path)!r} is not a CharLM checkpoint: it holds a {saved_class}")
-        kwargs = {k: v for k, v in hparams.items() if not k.startswith("_")}
-        if backend is not None:
-            kwargs["backend"] = backend
-        try:
-            model = cls(**kwargs)
-            model.load_state_dict(checkpoint["state_dict"])
-        except (TypeError, RuntimeError, KeyError) as err:
-            raise ValueError(f"{str(path)!r} does not hold a CharLM that this version can load: {err}") from err
-        return model.to(map_location)
+        return load_model(cls, path, "vocab", "CharLM", backend, map_location)
 
 
 def _batch_size(state) -> int:

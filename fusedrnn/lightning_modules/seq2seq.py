@@ -23,6 +23,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.text import SacreBLEUScore
 
 import fusedrnn
+from fusedrnn.lightning_modules.checkpoints import load_model
 from fusedrnn.lightning_modules.parallel_data import Vocab, detokenize, tokenize
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # the decoder state: GRU h, or LSTM (h, c)
@@ -453,23 +454,4 @@ class Seq2Seq(pl.LightningModule):
         `backend` overrides the saved one (e.g. "torch" on a CPU). A missing file raises
         FileNotFoundError; anything but a Seq2Seq checkpoint raises ValueError.
         """
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-        try:
-            checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as err:  # torch raises several types for a file that is not a checkpoint
-            raise ValueError(f"{str(path)!r} is not a PyTorch checkpoint: {err}") from err
-        hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, dict) else None
-        saved_class = (hparams or {}).get("_class_path", f"{cls.__module__}.{cls.__qualname__}")
-        if not hparams or "src_vocab" not in hparams or not saved_class.endswith(f".{cls.__qualname__}"):
-            saved = saved_class if hparams else "none recorded"
-            raise ValueError(f"{str(path)!r} is not a Seq2Seq translation checkpoint (saved model: {saved})")
-        kwargs = {k: v for k, v in hparams.items() if not k.startswith("_")}
-        if backend is not None:
-            kwargs["backend"] = backend
-        try:
-            model = cls(**kwargs)
-            model.load_state_dict(checkpoint["state_dict"])
-        except (TypeError, RuntimeError, KeyError, ValueError) as err:
-            raise ValueError(f"{str(path)!r} does not hold a Seq2Seq that this version can load: {err}") from err
-        return model.to(map_location)
+        return load_model(cls, path, "src_vocab", "Seq2Seq translation", backend, map_location)
