@@ -273,6 +273,8 @@ def test_wandb_mode_follows_environment(monkeypatch, tmp_path):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     assert WandbLogger(save_dir=str(tmp_path))._wandb_init.get("mode") == "offline"
+    # A config that spells out `mode: null` (LightningCLI passes every init argument) is offline too.
+    assert WandbLogger(save_dir=str(tmp_path), mode=None)._wandb_init.get("mode") == "offline"
     assert "WANDB_MODE" not in os.environ  # decided per logger, not for the whole process
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     assert WandbLogger(save_dir=str(tmp_path))._wandb_init.get("mode") is None

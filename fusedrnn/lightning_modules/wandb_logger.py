@@ -39,7 +39,7 @@ class WandbLogger(LightningWandbLogger):
             offline = not wandb_login_configured()
         if offline and kwargs.get("log_model"):
             raise ValueError("log_model uploads checkpoints, which an offline run cannot: set offline false")
-        if offline and "mode" not in kwargs:
+        if offline and kwargs.get("mode") is None:  # a config may pass mode: null explicitly
             # Passed to wandb.init rather than through Lightning's `offline`, which sets WANDB_MODE for
             # the whole process.
             kwargs["mode"] = "offline"
