@@ -5,6 +5,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from fusedrnn.lightning_modules.model_command import checkpoint_parser, load_for_command, run_model_command
+
+PROG = "fusedrnn seq2seq"
+
 USAGE = """usage: fusedrnn seq2seq {fit,validate,test,translate} [options]
 
   fit        train:      fusedrnn seq2seq fit --config configs/seq2seq.yaml [--data.train_src FILE ...] [--trainer.*]
@@ -17,20 +21,13 @@ fit. `fusedrnn seq2seq SUBCOMMAND --help` lists a subcommand's options."""
 
 
 def translate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="fusedrnn seq2seq translate",
-        description="Translate stdin, one sentence per line, with a Seq2Seq checkpoint; prints one line per line.",
+    parser = checkpoint_parser(
+        PROG + " translate",
+        "Translate stdin, one sentence per line, with a Seq2Seq checkpoint; prints one line per line.",
+        PROG + " fit",
     )
-    parser.add_argument("--ckpt_path", required=True, help="a checkpoint written by `fusedrnn seq2seq fit`")
     parser.add_argument("--beam", type=int, default=5, help="beam size; 1 decodes greedily (default: 5)")
     parser.add_argument("--batch_size", type=int, default=64, help="sentences decoded together (default: 64)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
-    parser.add_argument(
-        "--backend",
-        choices=("auto", "triton", "torch"),
-        default="auto",
-        help="fused-layer backend (default: auto, which runs Triton on CUDA and torch on CPU)",
-    )
     return parser
 
 
@@ -40,15 +37,10 @@ def translate(argv: Sequence[str]) -> int:
         print("fusedrnn seq2seq translate: error: --beam and --batch_size must be at least 1", file=sys.stderr)
         return 2
 
-    import torch
-
     from fusedrnn.lightning_modules.seq2seq import Seq2Seq
 
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        model = Seq2Seq.from_checkpoint(args.ckpt_path, backend=args.backend, map_location=device)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"fusedrnn seq2seq translate: error: {err}", file=sys.stderr)
+    model = load_for_command(Seq2Seq, args, PROG + " translate")
+    if model is None:
         return 2
     try:
         text = sys.stdin.buffer.read().decode("utf-8")
@@ -65,14 +57,7 @@ def translate(argv: Sequence[str]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help"):
-        print(USAGE)
-        return 0 if argv else 2
-    if argv[0] == "translate":
-        return translate(argv[1:])
-
+def train(argv: list[str]) -> int:
     from fusedrnn.lightning_modules.parallel_data import ParallelDataModule
     from fusedrnn.lightning_modules.seq2seq import Seq2Seq
     from fusedrnn.lightning_modules.training_cli import Link, run_training_cli
@@ -88,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="fusedrnn seq2seq",
         description="Attention encoder-decoder translation model on fusedrnn's GRU/LSTM.",
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_model_command(argv, USAGE, train, translate=translate)
 
 
 if __name__ == "__main__":
