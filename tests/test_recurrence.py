@@ -90,3 +90,19 @@ def test_retain_graph_backward_twice_gives_same_gradients():
     second = torch.autograd.grad(loss, (x, w_hh))
     for a, b in zip(first, second):
         assert torch.equal(a, b)
+
+
+def test_inference_saves_no_activations(monkeypatch):
+    """Under no_grad the kernels keep nothing for backward, even though the weights require grad."""
+    from fusedrnn.kernels import stepwise
+
+    widths = []
+    real = stepwise._new_empty
+    monkeypatch.setattr(stepwise, "_new_empty", lambda like, *shape: widths.append(shape[-1]) or real(like, *shape))
+    x, w_ih, w_hh, b_ih, b_hh, states = make("LSTM", 4, 2, 3, 5, torch.float32)
+    saved_width = 5 * 5  # i, f, g, o, c
+    with torch.no_grad():
+        out = run("LSTM", x, w_ih, w_hh, b_ih, b_hh, states, None, False)
+    assert saved_width not in widths and not out[0].requires_grad
+    run("LSTM", x, w_ih, w_hh, b_ih, b_hh, states, None, False)
+    assert saved_width in widths

@@ -56,7 +56,7 @@ def _blocks(B: int, H: int) -> tuple[tuple[int, int], dict]:
 
 class StepwiseRecurrence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, kernels: CellKernels, reverse: bool, lengths, gx, w_hh, b_hh, *initial):
+    def forward(ctx, kernels: CellKernels, reverse: bool, store_acts: bool, lengths, gx, w_hh, b_hh, *initial):
         T, B, _ = gx.shape
         H = w_hh.shape[1]
         dtype = gx.dtype
@@ -69,7 +69,6 @@ class StepwiseRecurrence(torch.autograd.Function):
             c = c0.to(compute, copy=True)
         else:
             c0, c = h0, h  # unused by a cell without a cell state
-        store_acts = any(ctx.needs_input_grad)
         y = _new_empty(gx, T, B, H)
         acts = _new_empty(gx, T, B, kernels.saved_blocks * H) if store_acts else y
         hg = _new_empty(gx, B, kernels.gates * H)
@@ -124,7 +123,7 @@ class StepwiseRecurrence(torch.autograd.Function):
         # dW_hh = sum_t dhg_t^T h_{t-1}. h_{t-1} is y at the previous time (zero in padding, where dhg
         # is zero too); each row's first step uses h0, and step_grad now holds that first step.
         d_w_hh = None
-        if ctx.needs_input_grad[4]:
+        if ctx.needs_input_grad[5]:
             if T > 1:
                 later, earlier = (dhg[:-1], y[1:]) if reverse else (dhg[1:], y[:-1])
                 d_w_hh = later.reshape(-1, GH).t() @ earlier.reshape(-1, H)
@@ -132,11 +131,11 @@ class StepwiseRecurrence(torch.autograd.Function):
                 d_w_hh = w_hh.new_zeros(w_hh.shape)
             if ctx.has_init:
                 d_w_hh = d_w_hh + step_grad.t() @ h0
-        d_b_hh = dhg.sum((0, 1)) if ctx.has_bias and ctx.needs_input_grad[5] else None
+        d_b_hh = dhg.sum((0, 1)) if ctx.has_bias and ctx.needs_input_grad[6] else None
         d_h0 = (dh + dh_rec.to(compute)).to(y.dtype)
         d_initial = (d_h0, dc.to(y.dtype)) if kernels.has_cell_state else (d_h0,)
-        d_initial = tuple(g if needed else None for g, needed in zip(d_initial, ctx.needs_input_grad[6:]))
-        return None, None, None, dgx, d_w_hh, d_b_hh, *d_initial
+        d_initial = tuple(g if needed else None for g, needed in zip(d_initial, ctx.needs_input_grad[7:]))
+        return None, None, None, None, dgx, d_w_hh, d_b_hh, *d_initial
 
 
 def recurrence(
@@ -159,4 +158,8 @@ def recurrence(
     initial = tuple(s.to(dtype).contiguous() if s is not None else None for s in initial)
     if lengths is not None:
         lengths = lengths.to(device=gx.device, dtype=torch.int32).contiguous()
-    return StepwiseRecurrence.apply(kernels, reverse, lengths, gx, w_hh, b_hh, *initial)
+    # Save activations for backward only when one will run: under no_grad (inference) the Function still
+    # sees inputs that require grad, so grad mode is read here, outside it.
+    tensors = (gx, w_hh, b_hh, *initial)
+    store_acts = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    return StepwiseRecurrence.apply(kernels, reverse, store_acts, lengths, *tensors)
