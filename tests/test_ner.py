@@ -77,8 +77,8 @@ def test_reader_missing_file_and_unknown_scheme(tmp_path):
 def test_vocabularies_and_batches(data):
     dm = ConllDataModule(data["train"], data["dev"], data["test"], min_word_freq=2, batch_size=4)
     v = dm.vocabularies
-    assert v["words"][:2] == ["<pad>", "<unk>"] and v["tags"][0] == "O" and v["scheme"] == "IOB2"
-    assert set(v["tags"]) == {"O", "B-PER", "I-PER", "B-LOC"}
+    assert v["words"].split("\n")[:2] == ["<pad>", "<unk>"] and v["tags"].split("\n")[0] == "O" and v["scheme"] == "IOB2"
+    assert set(v["tags"].split("\n")) == {"O", "B-PER", "I-PER", "B-LOC"}
     dm.setup("fit")
     batch = next(iter(dm.val_dataloader()))
     assert batch["words"].shape == batch["mask"].shape == batch["tags"].shape
@@ -120,13 +120,15 @@ def test_training_learns_and_checkpoint_round_trips(data, tmp_path):
                                                    "--trainer.enable_checkpointing", "true"]))
     assert code == 0
     ckpt = next(Path(tmp_path).rglob("*.ckpt"))
+    # The test subcommand rebuilds the model from the checkpoint through the CLI.
+    assert main(["test", *fit_args(data, tmp_path, "torch")[1:], "--ckpt_path", str(ckpt)]) == 0
     model = NERTagger.load_from_checkpoint(ckpt).eval()
     dm = ConllDataModule(data["train"], data["dev"], data["test"])
     dm.setup("test")
     predicted, gold = [], []
     for batch in dm.test_dataloader():
         predicted += model.tag(batch)
-        gold += [[model.hparams.tags[i] for i in row[:n]] for row, n in zip(batch["tags"].tolist(), batch["mask"].sum(1).tolist())]
+        gold += [[model.tag_names[i] for i in row[:n]] for row, n in zip(batch["tags"].tolist(), batch["mask"].sum(1).tolist())]
     metric = model.span_f1["test"]
     metric.update(predicted, gold)
     assert metric.compute()["f1"].item() > 0.8  # a learnable toy task
@@ -136,7 +138,7 @@ def test_training_learns_and_checkpoint_round_trips(data, tmp_path):
 def test_short_fit_on_conll2003_reads_the_files_and_learns():
     dm = ConllDataModule(str(CONLL2003 / "train.txt"), str(CONLL2003 / "dev.txt"), batch_size=32)
     assert len(dm.sentences("train")) == 14041 and len(dm.sentences("val")) == 3250
-    assert set(dm.vocabularies["tags"]) == {"O"} | {f"{p}-{t}" for p in "BI" for t in ("PER", "LOC", "ORG", "MISC")}
+    assert set(dm.vocabularies["tags"].split("\n")) == {"O"} | {f"{p}-{t}" for p in "BI" for t in ("PER", "LOC", "ORG", "MISC")}
     torch.manual_seed(0)
     model = NERTagger(**dm.vocabularies, word_dim=32, char_dim=16, char_hidden=16, hidden_size=48, backend="torch", lr=0.01)
     dm.setup("fit")

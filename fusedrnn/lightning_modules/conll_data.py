@@ -143,17 +143,18 @@ class ConllDataModule(pl.LightningDataModule):
         return self._sentences[split]
 
     @property
-    def vocabularies(self) -> dict[str, list[str]]:
-        """words, chars and tags from the training data, read on first use (the model needs them
-        when the CLI builds it, before any setup)."""
+    def vocabularies(self) -> dict[str, str]:
+        """words, chars and tags from the training data, each one newline-separated string (the form
+        NERTagger takes), and the scheme; read on first use (the model needs them when the CLI builds it,
+        before any setup). Whitespace never occurs inside an entry: the reader splits on it."""
         if self._vocabularies is None:
             train = self.sentences("train")
             words = Counter(self._norm(w) for s in train for w in s.words)
             chars = Counter(c for s in train for w in s.words for c in w)
             self._vocabularies = {
-                "words": Vocabulary.build(words, self.min_word_freq).tokens,
-                "chars": Vocabulary.build(chars).tokens,
-                "tags": tag_list(train),
+                "words": "\n".join(Vocabulary.build(words, self.min_word_freq).tokens),
+                "chars": "\n".join(Vocabulary.build(chars).tokens),
+                "tags": "\n".join(tag_list(train)),
                 "scheme": model_scheme(self.scheme),
             }
         return self._vocabularies
@@ -163,8 +164,8 @@ class ConllDataModule(pl.LightningDataModule):
 
     def encode(self, sentences: list[Sentence]) -> list[tuple[list[int], list[list[int]], list[int]]]:
         v = self.vocabularies
-        words, chars = Vocabulary(v["words"]), Vocabulary(v["chars"])
-        tag_ids = {t: i for i, t in enumerate(v["tags"])}
+        words, chars = Vocabulary(v["words"].split("\n")), Vocabulary(v["chars"].split("\n"))
+        tag_ids = {t: i for i, t in enumerate(v["tags"].split("\n"))}
         encoded = []
         for s in sentences:
             unknown = [t for t in s.tags if t not in tag_ids]

@@ -23,7 +23,9 @@ UNK_ID = 1  # conll_data.Vocabulary's unknown-token id
 
 class NERTagger(pl.LightningModule):
     """Args:
-    words, chars, tags: the vocabularies (from ConllDataModule.vocabularies; saved in checkpoints).
+    words, chars, tags: the vocabularies, each one string of newline-separated entries (from
+        ConllDataModule.vocabularies; saved in checkpoints). One string rather than a list because
+        LightningCLI and load_from_checkpoint type-check a list item by item: minutes for 20k words.
     scheme: IOB2 or BIOES, for CRF constraints and span F1.
     cell: "lstm" or "gru" for both encoders; backend: the fused layers' backend.
     decoder: "crf" or "softmax".
@@ -32,9 +34,9 @@ class NERTagger(pl.LightningModule):
 
     def __init__(
         self,
-        words: list[str],
-        chars: list[str],
-        tags: list[str],
+        words: str,
+        chars: str,
+        tags: str,
         scheme: str = "IOB2",
         word_dim: int = 100,
         char_dim: int = 30,
@@ -55,9 +57,11 @@ class NERTagger(pl.LightningModule):
         if decoder not in ("crf", "softmax"):
             raise ValueError(f"decoder must be 'crf' or 'softmax', got {decoder!r}")
         self.save_hyperparameters()
+        self.tag_names = tags.split("\n")
+        tags = self.tag_names
         rnn = fusedrnn.LSTM if cell == "lstm" else fusedrnn.GRU
-        self.word_embedding = nn.Embedding(len(words), word_dim, padding_idx=0)
-        self.char_embedding = nn.Embedding(len(chars), char_dim, padding_idx=0)
+        self.word_embedding = nn.Embedding(len(words.split("\n")), word_dim, padding_idx=0)
+        self.char_embedding = nn.Embedding(len(chars.split("\n")), char_dim, padding_idx=0)
         self.char_rnn = rnn(char_dim, char_hidden, bidirectional=True, batch_first=True, backend=backend)
         self.word_rnn = rnn(
             word_dim + 2 * char_hidden, hidden_size, num_layers, batch_first=True, bidirectional=True,
@@ -107,7 +111,7 @@ class NERTagger(pl.LightningModule):
     def tag(self, batch) -> list[list[str]]:
         """Predicted tag strings for a collated batch (conll_data.collate)."""
         paths = self.decode(self.emissions(batch["words"], batch["chars"], batch["mask"]), batch["mask"])
-        return [[self.hparams.tags[i] for i in path] for path in paths]
+        return [[self.tag_names[i] for i in path] for path in paths]
 
     # ---- training and evaluation -------------------------------------------------------------------
 
@@ -128,7 +132,7 @@ class NERTagger(pl.LightningModule):
         emissions = self.emissions(batch["words"], batch["chars"], mask)
         self.log(f"{stage}/loss", self.loss(emissions, batch["tags"], mask), batch_size=mask.size(0), sync_dist=True)
         paths = self.decode(emissions, mask)
-        names = self.hparams.tags
+        names = self.tag_names
         predicted = [[names[i] for i in p] for p in paths]
         gold = [[names[i] for i in row[:n]] for row, n in zip(batch["tags"].tolist(), mask.sum(1).tolist())]
         self.span_f1[stage].update(predicted, gold)
@@ -157,13 +161,13 @@ class NERTagger(pl.LightningModule):
         self._log_scores("test")
         matrix = self.confusion.compute().tolist()
         self.confusion.reset()
-        table = confusion_table(self.hparams.tags, matrix)
+        table = confusion_table(self.tag_names, matrix)
         if self.trainer.is_global_zero:
             print("\nToken-level confusion (rows: gold, columns: predicted)\n" + table)
             for logger in self.trainer.loggers:
                 if hasattr(logger, "log_table"):
-                    logger.log_table("test/confusion", columns=["gold"] + list(self.hparams.tags),
-                                     data=[[g] + row for g, row in zip(self.hparams.tags, matrix)])
+                    logger.log_table("test/confusion", columns=["gold"] + list(self.tag_names),
+                                     data=[[g] + row for g, row in zip(self.tag_names, matrix)])
 
     def on_before_optimizer_step(self, optimizer):
         norms = [p.grad.detach().norm() for p in self.parameters() if p.grad is not None]
