@@ -1,4 +1,5 @@
-"""Training callbacks shared by the models: token throughput, peak GPU memory, a table of generated samples."""
+"""Training callbacks shared by the models: token throughput, gradient norm, peak GPU memory, a table of
+generated samples."""
 
 import time
 
@@ -39,6 +40,16 @@ class TokenThroughput(pl.Callback):
         # Every process reaches this batch together: the sum over processes is the job's throughput.
         pl_module.log("train/tokens_per_sec", self._tokens / elapsed, sync_dist=True, reduce_fx="sum")
         self._start_window()
+
+
+class GradNorm(pl.Callback):
+    """Logs `train/grad_norm`: the global norm of the gradients before clipping (the norm the clipping
+    threshold is compared with; Lightning calls this hook before it clips)."""
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        norms = [p.grad.detach().norm() for p in pl_module.parameters() if p.grad is not None]
+        if norms:
+            pl_module.log("train/grad_norm", torch.stack(norms).norm())
 
 
 class PeakMemory(pl.Callback):

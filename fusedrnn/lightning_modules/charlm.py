@@ -157,12 +157,6 @@ class CharLM(pl.LightningModule):
     def on_test_epoch_end(self):
         self._end_epoch("test", "test")
 
-    def on_before_optimizer_step(self, optimizer):
-        # Before clipping: the norm the clipping threshold is compared with.
-        norms = [p.grad.detach().norm() for p in self.parameters() if p.grad is not None]
-        if norms:
-            self.log("train/grad_norm", torch.stack(norms).norm())
-
     def configure_optimizers(self):
         hp = self.hparams
         optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)

@@ -169,11 +169,6 @@ class NERTagger(pl.LightningModule):
                     logger.log_table("test/confusion", columns=["gold"] + list(self.tag_names),
                                      data=[[g] + row for g, row in zip(self.tag_names, matrix)])
 
-    def on_before_optimizer_step(self, optimizer):
-        norms = [p.grad.detach().norm() for p in self.parameters() if p.grad is not None]
-        if norms:
-            self.log("train/grad_norm", torch.stack(norms).norm())
-
     def configure_optimizers(self):
         return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
 

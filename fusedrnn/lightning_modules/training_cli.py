@@ -13,7 +13,7 @@ from typing import NamedTuple
 import lightning.pytorch as pl
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from fusedrnn.lightning_modules.callbacks import PeakMemory, TokenThroughput
+from fusedrnn.lightning_modules.callbacks import GradNorm, PeakMemory, TokenThroughput
 
 
 class Link(NamedTuple):
@@ -78,7 +78,7 @@ def run_training_cli(
             links=links,
             save_config_callback=LogConfigCallback,
             save_config_kwargs={"overwrite": True},
-            trainer_defaults={"callbacks": [TokenThroughput(), PeakMemory()]},
+            trainer_defaults={"callbacks": [TokenThroughput(), GradNorm(), PeakMemory()]},
             parser_kwargs={"prog": prog, "description": description},
         )
     except SystemExit as stop:  # argument errors and --help
