@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-gpu bench lint gpu-check clean
+.PHONY: install test test-gpu bench lint gpu-check gpu-quality clean
 
 $(STAMP): pyproject.toml constraints/test.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -27,6 +27,10 @@ lint: $(STAMP)
 
 gpu-check:
 	PYTHONPATH=. python3 benchmarks/gpu_check.py
+
+# Short training runs of the Lightning models on a GPU (GPU_QUALITY_MINUTES, FUSEDRNN_DATA; see the script).
+gpu-quality:
+	python3 benchmarks/gpu_quality.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

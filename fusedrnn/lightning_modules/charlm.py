@@ -12,6 +12,7 @@ from torchmetrics import MeanMetric
 
 import fusedrnn
 from fusedrnn.lightning_modules.checkpoints import load_model
+from fusedrnn.lightning_modules.optim import adamw_with_schedule, check_lr_schedule
 from fusedrnn.lightning_modules.text_data import CharVocab
 
 LN2 = math.log(2)
@@ -64,8 +65,7 @@ class CharLM(pl.LightningModule):
         super().__init__()
         if cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
-        if lr_schedule not in ("cosine", "plateau", "none"):
-            raise ValueError(f"lr_schedule must be 'cosine', 'plateau' or 'none', got {lr_schedule!r}")
+        check_lr_schedule(lr_schedule)
         if tie_weights and embedding_dim != hidden_size:
             raise ValueError(
                 f"tie_weights needs embedding_dim == hidden_size, got embedding_dim={embedding_dim} and "
@@ -159,25 +159,10 @@ class CharLM(pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.lr_schedule == "none":
-            return optimizer
-        if hp.lr_schedule == "plateau":
-            plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=1)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss"}}
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):
-            raise ValueError("lr_schedule 'cosine' needs a finite run: set max_epochs or max_steps")
-        warmup = min(hp.warmup_steps, max(int(total) // 10, 1))
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / warmup
-            progress = min((step - warmup) / max(total - warmup, 1), 1.0)
-            return hp.min_lr_ratio + (1 - hp.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-        cosine = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": cosine, "interval": "step"}}
+        return adamw_with_schedule(
+            self, lr=hp.lr, weight_decay=hp.weight_decay, schedule=hp.lr_schedule, monitor="val/loss",
+            warmup_steps=hp.warmup_steps, min_lr_ratio=hp.min_lr_ratio,
+        )
 
     # ---- sampling ----------------------------------------------------------------------------------
 

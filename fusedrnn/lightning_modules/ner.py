@@ -15,6 +15,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 import fusedrnn
 from fusedrnn.lightning_modules.crf import LinearChainCRF
+from fusedrnn.lightning_modules.optim import adamw_with_schedule, check_lr_schedule
 from fusedrnn.lightning_modules.span_f1 import SpanF1
 from fusedrnn.lightning_modules.tag_schemes import split_tag
 
@@ -30,6 +31,8 @@ class NERTagger(pl.LightningModule):
     cell: "lstm" or "gru" for both encoders; backend: the fused layers' backend.
     decoder: "crf" or "softmax".
     word_dropout: probability of replacing a training word by the unknown token (teaches its embedding).
+    lr, weight_decay: AdamW settings; lr_schedule: "plateau" (halve lr when val/f1 stops rising), "cosine"
+        (warm-up over warmup_steps, then cosine decay to 0 at the last step) or "none" (see optim.py).
     """
 
     def __init__(
@@ -50,8 +53,11 @@ class NERTagger(pl.LightningModule):
         backend: str | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        lr_schedule: str = "plateau",
+        warmup_steps: int = 0,
     ):
         super().__init__()
+        check_lr_schedule(lr_schedule)
         if cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
         if decoder not in ("crf", "softmax"):
@@ -170,7 +176,11 @@ class NERTagger(pl.LightningModule):
                                      data=[[g] + row for g, row in zip(self.tag_names, matrix)])
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        hp = self.hparams
+        return adamw_with_schedule(
+            self, lr=hp.lr, weight_decay=hp.weight_decay, schedule=hp.lr_schedule, monitor="val/f1", mode="max",
+            warmup_steps=hp.warmup_steps,
+        )
 
 
 def confusion_table(names: list[str], matrix: list[list[int]]) -> str:

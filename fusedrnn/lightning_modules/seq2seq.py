@@ -24,6 +24,7 @@ from torchmetrics.text import SacreBLEUScore
 
 import fusedrnn
 from fusedrnn.lightning_modules.checkpoints import load_model
+from fusedrnn.lightning_modules.optim import adamw_with_schedule
 from fusedrnn.lightning_modules.parallel_data import Vocab, detokenize, tokenize
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # the decoder state: GRU h, or LSTM (h, c)
@@ -89,7 +90,7 @@ class Seq2Seq(pl.LightningModule):
         label_smoothing: of the training cross-entropy (validation and test report the plain one).
         backend: the fused layers' backend: "auto" (Triton on CUDA), "triton" or "torch".
         lr, weight_decay: AdamW settings.
-        lr_schedule: "plateau" (halve lr when val/loss stops falling) or "none".
+        lr_schedule: "plateau" (halve lr when val/loss stops falling) or "none" (see optim.py).
         val_beam_size: beam size for validation BLEU (1: greedy, the fastest).
         beam_size: beam size for test BLEU.
         length_penalty: beam hypotheses are ranked by log-probability / length ** length_penalty
@@ -280,11 +281,9 @@ class Seq2Seq(pl.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = torch.optim.AdamW(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.lr_schedule == "none":
-            return optimizer
-        plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=1)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": plateau, "monitor": "val/loss"}}
+        return adamw_with_schedule(
+            self, lr=hp.lr, weight_decay=hp.weight_decay, schedule=hp.lr_schedule, monitor="val/loss"
+        )
 
     # ---- decoding ----------------------------------------------------------------------------------
     # Every translation ends in eos: a sentence at its length limit gets eos as its last token. So a
