@@ -20,6 +20,7 @@ import csv
 import datetime
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -94,6 +95,7 @@ def main() -> int:
     fit_extra = ["--trainer.max_time", budget, "--trainer.max_epochs", "1000", "--model.lr_schedule", "plateau"]
     started, fits = time.time(), {}
     for name in names:
+        shutil.rmtree(ROOT / "runs" / f"gpu-{name}", ignore_errors=True)  # only this call's checkpoints and metrics
         log = open(out_dir / f"{prefix}-{name}.log", "w")
         cmd = command(name, "fit", fit_extra)
         log.write("$ " + " ".join(cmd) + "\n")
