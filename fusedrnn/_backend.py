@@ -1,8 +1,10 @@
-"""Which implementation runs a forward: the fused Triton kernels or torch's own.
-
-`auto` picks Triton for CUDA tensors and torch (the very code `torch.nn` runs) everywhere else.
-`triton` on CPU tensors runs the kernels in Triton's interpreter, which needs TRITON_INTERPRET=1 set
-before triton is first imported. The environment variable FUSEDRNN_BACKEND sets the default.
+"""Which implementation runs a forward: the fused Triton kernels or torch's own.  `auto` picks Triton for
+CUDA tensors and torch (the very code `torch.nn` runs) everywhere else. `triton` is the stepwise strategy
+(a cuBLAS GEMM and a fused pointwise kernel per step); `triton-fusedstep` opts in to the strategy that
+does the recurrent GEMM inside the step kernel (one launch per step; not yet measured on a GPU, so never
+picked by `auto`). A Triton backend on CPU tensors runs the kernels in Triton's interpreter, which needs
+TRITON_INTERPRET=1 set before triton is first imported. The environment variable FUSEDRNN_BACKEND sets
+the default.
 """
 
 import importlib.util
@@ -10,7 +12,8 @@ import os
 
 import torch
 
-BACKENDS = ("auto", "triton", "torch")
+BACKENDS = ("auto", "triton", "triton-fusedstep", "torch")
+TRITON_BACKENDS = ("triton", "triton-fusedstep")
 ENV_VAR = "FUSEDRNN_BACKEND"
 
 
@@ -37,7 +40,8 @@ def triton_available() -> bool:
 
 
 def resolve(backend: str | None, tensor: torch.Tensor) -> str:
-    """The implementation ("triton" or "torch") that runs for this backend choice and input tensor."""
+    """The implementation that runs for this backend choice and input tensor: "torch" or one of
+    TRITON_BACKENDS."""
     choice = backend or default_backend()
     if choice == "torch":
         return "torch"
@@ -45,11 +49,11 @@ def resolve(backend: str | None, tensor: torch.Tensor) -> str:
     if choice == "auto":
         return "triton" if on_gpu and triton_available() else "torch"
     if not triton_available():
-        raise RuntimeError("backend='triton' needs the triton package: pip install triton")
+        raise RuntimeError(f"backend={choice!r} needs the triton package: pip install triton")
     if not on_gpu and not interpreter_enabled():
         raise RuntimeError(
-            f"backend='triton' got {tensor.device.type} tensors: the Triton kernels run on CUDA. To run them "
+            f"backend={choice!r} got {tensor.device.type} tensors: the Triton kernels run on CUDA. To run them "
             "on the CPU in Triton's interpreter, set TRITON_INTERPRET=1 before importing triton; "
             "otherwise use backend='torch' or 'auto'."
         )
-    return "triton"
+    return choice

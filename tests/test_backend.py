@@ -1,5 +1,7 @@
 """Dispatch: which implementation runs for each backend choice and device."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from torch import nn
@@ -48,3 +50,30 @@ def test_environment_variable_selects_the_kernels(monkeypatch):
     monkeypatch.setattr(rnn_module, "fused_rnn_forward", lambda *a: calls.append(1) or real(*a))
     fusedrnn.GRU(5, 4)(torch.randn(3, 2, 5))
     assert calls == [1]
+
+
+def test_auto_picks_the_stepwise_strategy_on_cuda(monkeypatch):
+    """`triton-fusedstep` runs only when asked for: no GPU result has shown it correct and fast yet."""
+    monkeypatch.delenv("FUSEDRNN_BACKEND", raising=False)
+    monkeypatch.setattr(_backend, "triton_available", lambda: True)
+    cuda_tensor = SimpleNamespace(device=torch.device("cuda"))
+    assert _backend.resolve("auto", cuda_tensor) == "triton"
+    assert _backend.resolve("triton-fusedstep", cuda_tensor) == "triton-fusedstep"
+
+
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_fusedstep_backend_runs_the_gemm_in_the_kernel(monkeypatch, mode, how):
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from fusedrnn.kernels import stepwise
+
+    strategies = []
+    real = stepwise._blocks
+    monkeypatch.setattr(stepwise, "_blocks", lambda *a: strategies.append(a[-1]) or real(*a))
+    if how == "environment":
+        monkeypatch.setenv("FUSEDRNN_BACKEND", "triton-fusedstep")
+    rnn = getattr(fusedrnn, mode)(5, 4, backend="triton-fusedstep" if how == "argument" else None)
+    x = torch.randn(3, 2, 5, requires_grad=True)
+    rnn(x)[0].sum().backward()
+    getattr(fusedrnn, mode + "Cell")(5, 4, backend="triton-fusedstep")(x[0])
+    assert strategies == [True, True, True]  # forward, backward, cell

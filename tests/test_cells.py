@@ -1,4 +1,4 @@
-"""fusedrnn.LSTMCell / GRUCell with backend="triton" (interpreter) against the reference and torch.nn."""
+"""fusedrnn.LSTMCell / GRUCell with the Triton backends (interpreter) against the reference and torch.nn."""
 
 import pytest
 import torch
@@ -6,11 +6,13 @@ from helpers import assert_all_close, random_like_module
 from torch import nn
 
 import fusedrnn
+from fusedrnn._backend import TRITON_BACKENDS
 from fusedrnn.kernels import reference
 
 
-def cell_pair(mode, dtype, input_size=5, hidden_size=37, bias=True):
-    fused = random_like_module(getattr(fusedrnn, mode + "Cell")(input_size, hidden_size, bias=bias, backend="triton", dtype=dtype))
+def cell_pair(mode, dtype, input_size=5, hidden_size=37, bias=True, backend="triton"):
+    cell = getattr(fusedrnn, mode + "Cell")(input_size, hidden_size, bias=bias, backend=backend, dtype=dtype)
+    fused = random_like_module(cell)
     twin = getattr(nn, mode + "Cell")(input_size, hidden_size, bias=bias, dtype=torch.float64)
     twin.load_state_dict(fused.state_dict())
     return fused, twin
@@ -20,13 +22,14 @@ def as_tuple(out):
     return list(out) if isinstance(out, tuple) else [out]
 
 
+@pytest.mark.parametrize("backend", TRITON_BACKENDS)
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
 @pytest.mark.parametrize("batched", [True, False])
 @pytest.mark.parametrize("with_hx", [True, False])
 @pytest.mark.parametrize("bias", [True, False])
-def test_cell_matches_reference_and_torch(mode, dtype, batched, with_hx, bias):
-    fused, twin = cell_pair(mode, dtype, bias=bias)
+def test_cell_matches_reference_and_torch(backend, mode, dtype, batched, with_hx, bias):
+    fused, twin = cell_pair(mode, dtype, bias=bias, backend=backend)
     g = torch.Generator().manual_seed(0)
     lead = (3,) if batched else ()
     x64 = torch.randn(*lead, 5, generator=g, dtype=torch.float64)

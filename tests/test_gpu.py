@@ -10,6 +10,7 @@ from helpers import canonical, make_input
 from torch import nn
 
 import fusedrnn
+from fusedrnn._backend import TRITON_BACKENDS
 from fusedrnn.testing import compare, tolerance
 
 DRY = os.environ.get("GPU_CHECK_DRY") == "1" and not torch.cuda.is_available()
@@ -58,15 +59,16 @@ def assert_within_torch_error(names, got, theirs, expected, dtype):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("backend", TRITON_BACKENDS)
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
-def test_layer_against_cudnn(mode, dtype, shape):
+def test_layer_against_cudnn(backend, mode, dtype, shape):
     B, H, T, extra, packed = shape
     torch.manual_seed(B * H + T)
     reference = getattr(nn, mode)(H, H, device=DEVICE, dtype=torch.float64, **extra)
     cudnn = getattr(nn, mode)(H, H, device=DEVICE, dtype=dtype, **extra)
-    fused = getattr(fusedrnn, mode)(H, H, backend="triton", device=DEVICE, dtype=dtype, **extra)
+    fused = getattr(fusedrnn, mode)(H, H, backend=backend, device=DEVICE, dtype=dtype, **extra)
     cudnn.load_state_dict(reference.state_dict())
     fused.load_state_dict(reference.state_dict())
     directions = 2 if reference.bidirectional else 1
@@ -95,13 +97,14 @@ def test_layer_against_cudnn(mode, dtype, shape):
     assert_within_torch_error(names, got, theirs, expected, dtype)
 
 
+@pytest.mark.parametrize("backend", TRITON_BACKENDS)
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 @pytest.mark.parametrize("dtype", DTYPES[:2], ids=str)
-def test_cell_against_torch(mode, dtype):
+def test_cell_against_torch(backend, mode, dtype):
     torch.manual_seed(0)
     I, H, B = (5, 37, 3) if DRY else (512, 1024, 64)
     reference = getattr(nn, mode + "Cell")(I, H, device=DEVICE, dtype=torch.float64)
-    fused = getattr(fusedrnn, mode + "Cell")(I, H, backend="triton", device=DEVICE, dtype=dtype)
+    fused = getattr(fusedrnn, mode + "Cell")(I, H, backend=backend, device=DEVICE, dtype=dtype)
     torch_cell = getattr(nn, mode + "Cell")(I, H, device=DEVICE, dtype=dtype)
     fused.load_state_dict(reference.state_dict())
     torch_cell.load_state_dict(reference.state_dict())

@@ -1,4 +1,4 @@
-"""fusedrnn.LSTM / GRU with backend="triton" (interpreter) against the float64 reference and torch.nn."""
+"""fusedrnn.LSTM / GRU with the Triton backends (interpreter) against the float64 reference and torch.nn."""
 
 import pytest
 import torch
@@ -6,6 +6,7 @@ from helpers import assert_all_close, canonical, make_input, random_like_module,
 from torch import nn
 
 import fusedrnn
+from fusedrnn._backend import TRITON_BACKENDS
 from fusedrnn.testing import assert_close
 
 CONFIGS = {
@@ -28,9 +29,12 @@ CONFIGS = {
 }
 
 
-def build(mode, dtype, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, bidirectional=False):
+def build(
+    mode, dtype, input_size, hidden_size, num_layers=1, bias=True, batch_first=False, bidirectional=False,
+    backend="triton",
+):
     kwargs = dict(num_layers=num_layers, bias=bias, batch_first=batch_first, bidirectional=bidirectional)
-    fused = getattr(fusedrnn, mode)(input_size, hidden_size, backend="triton", dtype=dtype, **kwargs)
+    fused = getattr(fusedrnn, mode)(input_size, hidden_size, backend=backend, dtype=dtype, **kwargs)
     random_like_module(fused)
     twin = getattr(nn, mode)(input_size, hidden_size, dtype=torch.float64, **kwargs)
     twin.load_state_dict(fused.state_dict())
@@ -62,15 +66,16 @@ def state_leaves(hx):
     return [] if hx is None else list(hx) if isinstance(hx, tuple) else [hx]
 
 
+@pytest.mark.parametrize("backend", TRITON_BACKENDS)
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("config", list(CONFIGS))
-def test_module_matches_reference_and_torch(mode, dtype, config):
+def test_module_matches_reference_and_torch(backend, mode, dtype, config):
     c = dict(CONFIGS[config])
     T, B = c.pop("T"), c.pop("B")
     with_hx, unbatched = c.pop("with_hx", True), c.pop("unbatched", False)
     lengths, enforce_sorted = c.pop("lengths", None), c.pop("enforce_sorted", False)
-    fused, twin = build(mode, dtype, **c)
+    fused, twin = build(mode, dtype, **c, backend=backend)
     x64, hx64 = draw_inputs(mode, fused, T, B, dtype, fused.batch_first, unbatched, with_hx)
 
     def run(module, dt):

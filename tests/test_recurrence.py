@@ -1,4 +1,5 @@
-"""The stepwise recurrence (kernels + autograd Function) against the float64 reference, and gradcheck."""
+"""The recurrence (kernels + autograd Function) against the float64 reference, and gradcheck, for both
+per-step strategies: stepwise (a GEMM per step beside the kernel) and fusedstep (the GEMM in the kernel)."""
 
 import pytest
 import torch
@@ -12,12 +13,16 @@ from fusedrnn.kernels.lstm import lstm_recurrence
 GATES = {"LSTM": 4, "GRU": 3}
 
 
-def run(mode, x, w_ih, w_hh, b_ih, b_hh, states, lengths, reverse):
+STRATEGIES = {"stepwise": False, "fusedstep": True}  # name: gemm_in_kernel
+
+
+def run(mode, x, w_ih, w_hh, b_ih, b_hh, states, lengths, reverse, strategy="stepwise"):
     gx = F.linear(x, w_ih, b_ih)
     lengths = None if lengths is None else torch.tensor(lengths, dtype=torch.int32)
+    options = dict(lengths=lengths, reverse=reverse, gemm_in_kernel=STRATEGIES[strategy])
     if mode == "LSTM":
-        return lstm_recurrence(gx, w_hh, b_hh, *states, lengths=lengths, reverse=reverse)
-    return gru_recurrence(gx, w_hh, b_hh, *states, lengths=lengths, reverse=reverse)
+        return lstm_recurrence(gx, w_hh, b_hh, *states, **options)
+    return gru_recurrence(gx, w_hh, b_hh, *states, **options)
 
 
 def make(mode, T, B, I, H, dtype, with_state=True, bias=True, seed=0):
@@ -34,15 +39,16 @@ def make(mode, T, B, I, H, dtype, with_state=True, bias=True, seed=0):
     return x, w_ih, w_hh, b_ih, b_hh, states
 
 
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.float16])
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("lengths", [None, [7, 3, 5]])
 @pytest.mark.parametrize("with_state", [True, False])
-def test_recurrence_matches_reference(mode, dtype, reverse, lengths, with_state):
+def test_recurrence_matches_reference(strategy, mode, dtype, reverse, lengths, with_state):
     T, B, I, H = 7, 3, 5, 37
     x, w_ih, w_hh, b_ih, b_hh, states = make(mode, T, B, I, H, dtype, with_state)
-    out = run(mode, x, w_ih, w_hh, b_ih, b_hh, states, lengths, reverse)
+    out = run(mode, x, w_ih, w_hh, b_ih, b_hh, states, lengths, reverse, strategy)
 
     inputs = [t for t in (x, w_ih, w_hh, b_ih, b_hh, *states) if t is not None]
     ref_inputs = [t.detach().double().requires_grad_() for t in inputs]
@@ -63,21 +69,23 @@ def test_recurrence_matches_reference(mode, dtype, reverse, lengths, with_state)
     assert_all_close(list(grads), list(ref_grads), dtype, grad_names)
 
 
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
-def test_no_bias(mode):
+def test_no_bias(strategy, mode):
     x, w_ih, w_hh, _, _, states = make(mode, 5, 2, 3, 8, torch.float64, bias=False)
-    out = run(mode, x, w_ih, w_hh, None, None, states, [5, 2], True)
+    out = run(mode, x, w_ih, w_hh, None, None, states, [5, 2], True, strategy)
     y, final = reference.rnn_direction(mode, x, states, (w_ih, w_hh), torch.tensor([5, 2]), True)
     assert_all_close(list(out), [y, *final], torch.float64, ["y", "h_n", "c_n"][: len(out)])
 
 
+@pytest.mark.parametrize("strategy", list(STRATEGIES))
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 @pytest.mark.parametrize("reverse, lengths", [(False, None), (True, [3, 1, 2])])
-def test_gradcheck(mode, reverse, lengths):
+def test_gradcheck(strategy, mode, reverse, lengths):
     x, w_ih, w_hh, b_ih, b_hh, states = make(mode, 3, 3, 2, 3, torch.float64)
 
     def f(x, w_ih, w_hh, b_ih, b_hh, *states):
-        return run(mode, x, w_ih, w_hh, b_ih, b_hh, states, lengths, reverse)
+        return run(mode, x, w_ih, w_hh, b_ih, b_hh, states, lengths, reverse, strategy)
 
     assert torch.autograd.gradcheck(f, (x, w_ih, w_hh, b_ih, b_hh, *states), fast_mode=True)
 

@@ -20,7 +20,7 @@ from fusedrnn.bench.grid import Case
 from fusedrnn.bench.workload import TORCH_CLASSES, copy_of
 
 # Every fused strategy and the backend= value that forces it. A new strategy gets a line here.
-FUSED_STRATEGIES = {"stepwise": "triton"}
+FUSED_STRATEGIES = {"stepwise": "triton", "fusedstep": "triton-fusedstep"}
 FUSED_CLASSES = {
     ("sequence", "LSTM"): fusedrnn.LSTM,
     ("sequence", "GRU"): fusedrnn.GRU,

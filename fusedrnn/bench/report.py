@@ -1,15 +1,14 @@
-"""The markdown summary of a run: speedups per shape, memory, the grad check, the issue's bar for the
-stepwise strategy, and which providers sat out and why. Built from the result rows alone."""
+"""The markdown summary of a run: speedups per shape, memory, the grad check, the issue's bar for each
+fused strategy, and which providers sat out and why. Built from the result rows alone."""
 
 import math
 
 from fusedrnn.bench.grid import PUBLISHED
-from fusedrnn.bench.providers import PROVIDERS
+from fusedrnn.bench.providers import FUSED_STRATEGIES, PROVIDERS
 from fusedrnn.bench.results import FORWARD, FORWARD_BACKWARD, STEP
 from fusedrnn.bench.suites import INTERPRETER_NOTE, RunConfig
 
-BAR_PROVIDER = "fusedrnn-stepwise"
-# The issue's bar for the stepwise strategy, forward+backward: speed vs cuDNN, speed vs the cell loop,
+# The issue's bar for every fused strategy, forward+backward: speed vs cuDNN, speed vs the cell loop,
 # and peak memory vs cuDNN.
 BAR_MIN_SPEEDUP, BAR_MIN_VS_LOOP, BAR_MAX_MEMORY = 0.5, 3.0, 1.2
 CASE_FIELDS = ("cell", "dtype", "batch", "hidden", "seq_len", "input_size", "layers", "bidirectional")
@@ -166,14 +165,14 @@ def _verdict(value: float | None, passes) -> str:
     return f"{'yes' if passes(value) else 'no'} ({value:.2f}x)"
 
 
-def _bar_section(rows: list[dict], device_type: str) -> list[str]:
+def _bar_section(rows: list[dict], device_type: str, provider: str) -> list[str]:
     cases = {key: by for key, by in _by_case(rows, FORWARD_BACKWARD).items()
-             if BAR_PROVIDER in by and _number(by[BAR_PROVIDER]["median_ms"]) is not None}
+             if provider in by and _number(by[provider]["median_ms"]) is not None}
     if not cases:
         return []
     body = []
     for by in cases.values():
-        row = by[BAR_PROVIDER]
+        row = by[provider]
         speedup = _number(row["speedup_vs_cudnn"])
         loop = by.get("cell-loop")
         vs_loop = None
@@ -189,7 +188,7 @@ def _bar_section(rows: list[dict], device_type: str) -> list[str]:
                                                                           else "incomplete")
         body.append([_case_label(row), *checks, meets])
     note = "" if device_type == "cuda" else " This run is not on a GPU, so these figures say nothing about the bar."
-    return [f"## The issue's bar for {BAR_PROVIDER} (forward+backward)", "",
+    return [f"## The issue's bar for {provider} (forward+backward)", "",
             f"At least {BAR_MIN_SPEEDUP}x the baseline's speed, at least {BAR_MIN_VS_LOOP}x the cell loop's, and at "
             f"most {BAR_MAX_MEMORY}x the baseline's peak memory. A figure, not a test.{note}", "",
             *_table(["case", f">= {BAR_MIN_SPEEDUP}x baseline", f">= {BAR_MIN_VS_LOOP}x cell-loop",
@@ -248,7 +247,8 @@ def markdown(rows: list[dict], notes, config: RunConfig, env: dict, files: list[
     lines += _speed_section(rows, STEP, "Single cell step (forward), against torch.nn.LSTMCell / GRUCell")
     lines += _memory_section(rows, config)
     lines += _grad_section(rows)
-    lines += _bar_section(rows, config.device.type)
+    for strategy in FUSED_STRATEGIES:
+        lines += _bar_section(rows, config.device.type, f"fusedrnn-{strategy}")
     lines += _published_section(rows)
     lines += _providers_section(rows, notes, config)
     if any(INTERPRETER_NOTE in (r["note"] or "") for r in rows):

@@ -16,9 +16,76 @@ def tanh(x):
 
 
 @triton.jit
-def gate_input(gx_ptrs, hg_ptrs, mask, COMPUTE: tl.constexpr):
+def tile_matmul(
+    a_ptr, a_row_stride, b_ptr, b_k_stride, b_col_stride, rows, cols, a_rows_ok, col_ok, K,
+    COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """This tile of A @ B in the compute dtype: A's `rows` (unit stride along K), B's `cols` (strides
+    given), the reduction over K in chunks of BLOCK_K. "ieee" keeps float32 exact-rounded (no TF32)."""
+    acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    a_rows = rows.to(tl.int64)[:, None] * a_row_stride
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        k_ok = ks < K
+        a = tl.load(a_ptr + a_rows + ks[None, :], mask=a_rows_ok[:, None] & k_ok[None, :], other=0.0)
+        b = tl.load(
+            b_ptr + ks[:, None] * b_k_stride + cols[None, :] * b_col_stride,
+            mask=k_ok[:, None] & col_ok[None, :], other=0.0,
+        )
+        acc = tl.dot(a, b, acc, input_precision="ieee", out_dtype=COMPUTE)
+    return acc
+
+
+@triton.jit
+def recurrent_input(
+    hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, gate, rows, cols, row_ok, mask, H,
+    GEMM_IN_KERNEL: tl.constexpr, HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """Gate `gate`'s recurrent pre-activation h_{t-1} W_hh^T + b_hh on this tile: read from the
+    stepwise GEMM's output hg, or (GEMM_IN_KERNEL) computed here from the whole previous state."""
+    if GEMM_IN_KERNEL:
+        col_ok = cols < H
+        acc = tile_matmul(
+            h_in_ptr, H, w_hh_ptr + gate * H * H, 1, H, rows, cols, row_ok, col_ok, H,
+            COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K,
+        )
+        if HAS_BIAS:
+            acc += tl.load(b_hh_ptr + gate * H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
+        return acc
+    else:
+        return tl.load(hg_ptr + r_at + gate * H, mask=mask).to(COMPUTE)
+
+
+@triton.jit
+def gate_preactivation(
+    gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, gate, rows, cols, row_ok, mask, live, H,
+    GEMM_IN_KERNEL: tl.constexpr, HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+):
     """A gate's pre-activation: input projection plus recurrent projection, in the compute dtype."""
-    return tl.load(gx_ptrs, mask=mask).to(COMPUTE) + tl.load(hg_ptrs, mask=mask).to(COMPUTE)
+    return load_block(gx_ptr, x_at, gate, H, live, COMPUTE) + recurrent_input(
+        hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, gate, rows, cols, row_ok, mask, H,
+        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K,
+    )
+
+
+@triton.jit
+def recurrent_grad(
+    dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, has_rec, rows, cols, row_ok, mask, H, GH,
+    GEMM_IN_KERNEL: tl.constexpr, COMPUTE: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """The gradient reaching h_t through the later step's recurrent GEMM, dhg_later @ W_hh, on this
+    tile: read from the stepwise GEMM's output, or (GEMM_IN_KERNEL) computed here from the later step's
+    (B, GH) gate gradients at rec_grad_ptr (none when has_rec is false: the first step processed)."""
+    if GEMM_IN_KERNEL:
+        return tile_matmul(
+            rec_grad_ptr, GH, w_hh_ptr, H, 1, rows, cols, row_ok & has_rec, cols < H, GH,
+            COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K,
+        )
+    else:
+        return tl.load(dh_rec_ptr + state_at, mask=mask).to(COMPUTE)
 
 
 @triton.jit
@@ -78,27 +145,31 @@ def row_offsets(rows, cols, H, WIDTH: tl.constexpr):
 
 
 @triton.jit
-def store_hidden_and_output(h_ptr, y_ptr, state_at, out_at, h, live, mask, HAS_LENGTHS: tl.constexpr):
-    """The new hidden state into the state buffer (GEMM input of the next step) and into y at time t.
+def store_hidden_and_output(
+    h_in_ptr, h_out_ptr, y_ptr, state_at, out_at, h, live, mask, HAS_LENGTHS: tl.constexpr
+):
+    """The new hidden state into the state buffer (input of the next step) and into y at time t.
 
-    A finished row keeps its state and writes zeros into its padding.
+    A finished row keeps its state (h_in) and writes zeros into its padding. h_in and h_out are one
+    buffer in the stepwise strategy; with the GEMM in the kernel other programs still read h_in.
     """
     if HAS_LENGTHS:
-        h_prev = tl.load(h_ptr + state_at, mask=mask)
-        tl.store(h_ptr + state_at, tl.where(live, h.to(h_ptr.dtype.element_ty), h_prev), mask=mask)
+        h_prev = tl.load(h_in_ptr + state_at, mask=mask)
+        tl.store(h_out_ptr + state_at, tl.where(live, h.to(h_out_ptr.dtype.element_ty), h_prev), mask=mask)
         tl.store(y_ptr + out_at, tl.where(live, h, 0.0).to(y_ptr.dtype.element_ty), mask=mask)
     else:
-        tl.store(h_ptr + state_at, h.to(h_ptr.dtype.element_ty), mask=mask)
+        tl.store(h_out_ptr + state_at, h.to(h_out_ptr.dtype.element_ty), mask=mask)
         tl.store(y_ptr + out_at, h.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def incoming_hidden_grad(dh_rec_ptr, dh_ptr, dy_ptr, state_at, out_at, live, mask, COMPUTE: tl.constexpr):
+def incoming_hidden_grad(dh_rec, dh_ptr, dy_ptr, state_at, out_at, live, mask, COMPUTE: tl.constexpr):
     """Gradient reaching the hidden state after this step, as (carried, total).
 
-    carried: through the recurrent GEMM of the later step plus the direct path; total adds y_t's own.
+    carried: through the recurrent GEMM of the later step (dh_rec) plus the direct path; total adds
+    y_t's own.
     """
-    carried = tl.load(dh_rec_ptr + state_at, mask=mask).to(COMPUTE) + tl.load(dh_ptr + state_at, mask=mask)
+    carried = dh_rec + tl.load(dh_ptr + state_at, mask=mask)
     return carried, carried + tl.load(dy_ptr + out_at, mask=live, other=0.0).to(COMPUTE)
 
 

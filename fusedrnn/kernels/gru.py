@@ -1,6 +1,7 @@
 """GRU recurrence: the fused pointwise step kernels (forward and backward) and the public function.
 
-PyTorch's formulation, gate order r, z, n. Given gx = x W_ih^T + b_ih and hg = h W_hh^T + b_hh:
+PyTorch's formulation, gate order r, z, n. Given gx = x W_ih^T + b_ih and hg = h W_hh^T + b_hh (a cuBLAS
+GEMM per step in the stepwise strategy, or computed inside the kernel with GEMM_IN_KERNEL):
     r = sigmoid(gx_r + hg_r),  z = sigmoid(gx_z + hg_z),  n = tanh(gx_n + r * hg_n),
     h' = (1 - z) * n + z * h
 The recurrent bias b_hn sits inside the reset product, which is why hg is kept apart from gx.
@@ -12,11 +13,13 @@ import triton
 import triton.language as tl
 
 from fusedrnn.kernels._common import (
-    gate_input,
+    gate_preactivation,
     incoming_hidden_grad,
     load_block,
     previous_state,
     previous_time,
+    recurrent_grad,
+    recurrent_input,
     row_offsets,
     seq_offsets,
     sigmoid,
@@ -31,10 +34,10 @@ from fusedrnn.kernels.stepwise import CellKernels, recurrence
 
 @triton.jit(do_not_specialize=["step", "T"])
 def gru_forward_step(
-    gx_ptr, hg_ptr, h_ptr, c_ptr, y_ptr, acts_ptr, lengths_ptr,
+    gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr, lengths_ptr,
     step, T, B, H,
-    HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr,
-    COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
+    HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     # c_ptr is unused: a GRU has no cell state (the argument keeps one signature for both cells).
     rows, cols, row_ok, mask = tile(B, H, BLOCK_B, BLOCK_H)
@@ -42,14 +45,23 @@ def gru_forward_step(
     live = mask & active[:, None]
     x_at = seq_offsets(t, rows, cols, B, H, 3)
     r_at = row_offsets(rows, cols, H, 3)
-    r = sigmoid(gate_input(gx_ptr + x_at, hg_ptr + r_at, live, COMPUTE))
-    z = sigmoid(gate_input(gx_ptr + x_at + H, hg_ptr + r_at + H, live, COMPUTE))
-    hg_n = tl.load(hg_ptr + r_at + 2 * H, mask=live).to(COMPUTE)
-    n = tanh(tl.load(gx_ptr + x_at + 2 * H, mask=live).to(COMPUTE) + r * hg_n)
+    r = sigmoid(gate_preactivation(
+        gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 0, rows, cols, row_ok, mask, live, H,
+        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K))
+    z = sigmoid(gate_preactivation(
+        gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 1, rows, cols, row_ok, mask, live, H,
+        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K))
+    hg_n = recurrent_input(
+        hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 2, rows, cols, row_ok, mask, H,
+        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K,
+    )
+    n = tanh(load_block(gx_ptr, x_at, 2, H, live, COMPUTE) + r * hg_n)
 
     state_at = row_offsets(rows, cols, H, 1)
-    h = (1.0 - z) * n + z * tl.load(h_ptr + state_at, mask=mask).to(COMPUTE)
-    store_hidden_and_output(h_ptr, y_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), h, live, mask, HAS_LENGTHS)
+    h = (1.0 - z) * n + z * tl.load(h_in_ptr + state_at, mask=mask).to(COMPUTE)
+    store_hidden_and_output(
+        h_in_ptr, h_out_ptr, y_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), h, live, mask, HAS_LENGTHS
+    )
 
     if STORE_ACTS:
         a_at = seq_offsets(t, rows, cols, B, H, 4)
@@ -61,18 +73,24 @@ def gru_forward_step(
 
 @triton.jit(do_not_specialize=["step", "T"])
 def gru_backward_step(
-    acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, dh_ptr, dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr,
+    acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, rec_grad_ptr, w_hh_ptr, dh_ptr, dc_ptr, dgx_ptr, dhg_ptr,
+    dstep_ptr, lengths_ptr,
     step, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
-    COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    GEMM_IN_KERNEL: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     # c0_ptr and dc_ptr are unused: a GRU has no cell state.
     rows, cols, row_ok, mask = tile(B, H, BLOCK_B, BLOCK_H)
     active, t = step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS, REVERSE)
     live = mask & active[:, None]
     state_at = row_offsets(rows, cols, H, 1)
+    dh_rec = recurrent_grad(
+        dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, step < T - 1, rows, cols, row_ok, mask, H, 3 * H,
+        GEMM_IN_KERNEL, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K,
+    )
     dh_carry, dh = incoming_hidden_grad(
-        dh_rec_ptr, dh_ptr, dy_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), live, mask, COMPUTE
+        dh_rec, dh_ptr, dy_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), live, mask, COMPUTE
     )
 
     a_at = seq_offsets(t, rows, cols, B, H, 4)
@@ -118,13 +136,15 @@ def gru_recurrence(
     h0: torch.Tensor | None = None,
     lengths: torch.Tensor | None = None,
     reverse: bool = False,
+    gemm_in_kernel: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run one GRU direction over a projected sequence with the fused stepwise kernels.
+    """Run one GRU direction over a projected sequence with the fused step kernels.
 
     gx: (T, B, 3H) input projection x @ W_ih^T + b_ih; w_hh: (3H, H); b_hh: (3H,); h0: (B, H);
-    lengths: (B,) int32 on gx's device, or None when every row has T steps.
+    lengths: (B,) int32 on gx's device, or None when every row has T steps. gemm_in_kernel: the
+    fusedstep strategy (h @ W_hh^T inside the step kernel) instead of a cuBLAS GEMM per step.
     Returns y (T, B, H) (zeros past each row's length) and h_n (B, H).
 
         >>> y, h = gru_recurrence(F.linear(x, w_ih, b_ih), w_hh, b_hh)
     """
-    return recurrence(GRU_KERNELS, gx, w_hh, b_hh, (h0,), lengths, reverse)
+    return recurrence(GRU_KERNELS, gx, w_hh, b_hh, (h0,), lengths, reverse, gemm_in_kernel)

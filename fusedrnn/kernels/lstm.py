@@ -1,7 +1,8 @@
 """LSTM recurrence: the fused pointwise step kernels (forward and backward) and the public function.
 
-PyTorch's gate order i, f, g, o. One forward step, given the input projection gx = x W_ih^T + b_ih and
-the recurrent projection hg = h W_hh^T + b_hh (both done as GEMMs by the stepwise driver):
+PyTorch's gate order i, f, g, o. One forward step, given the input projection gx = x W_ih^T + b_ih (a
+GEMM before the loop) and the recurrent projection hg = h W_hh^T + b_hh (a cuBLAS GEMM per step in the
+stepwise strategy, or computed inside the kernel with GEMM_IN_KERNEL):
     i, f, o = sigmoid(.), g = tanh(.),  c' = f * c + i * g,  h' = o * tanh(c')
 Saved for backward per time step: i, f, g, o and c' (5 blocks of H).
 """
@@ -11,11 +12,12 @@ import triton
 import triton.language as tl
 
 from fusedrnn.kernels._common import (
-    gate_input,
+    gate_preactivation,
     incoming_hidden_grad,
     load_block,
     previous_state,
     previous_time,
+    recurrent_grad,
     row_offsets,
     seq_offsets,
     sigmoid,
@@ -30,27 +32,37 @@ from fusedrnn.kernels.stepwise import CellKernels, recurrence
 
 @triton.jit(do_not_specialize=["step", "T"])
 def lstm_forward_step(
-    gx_ptr, hg_ptr, h_ptr, c_ptr, y_ptr, acts_ptr, lengths_ptr,
+    gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr, lengths_ptr,
     step, T, B, H,
-    HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr,
-    COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
+    HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     rows, cols, row_ok, mask = tile(B, H, BLOCK_B, BLOCK_H)
     active, t = step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS, REVERSE)
     live = mask & active[:, None]
     x_at = seq_offsets(t, rows, cols, B, H, 4)
     r_at = row_offsets(rows, cols, H, 4)
-    i = sigmoid(gate_input(gx_ptr + x_at, hg_ptr + r_at, live, COMPUTE))
-    f = sigmoid(gate_input(gx_ptr + x_at + H, hg_ptr + r_at + H, live, COMPUTE))
-    g = tanh(gate_input(gx_ptr + x_at + 2 * H, hg_ptr + r_at + 2 * H, live, COMPUTE))
-    o = sigmoid(gate_input(gx_ptr + x_at + 3 * H, hg_ptr + r_at + 3 * H, live, COMPUTE))
+    i = sigmoid(gate_preactivation(
+        gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 0, rows, cols, row_ok, mask, live, H,
+        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K))
+    f = sigmoid(gate_preactivation(
+        gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 1, rows, cols, row_ok, mask, live, H,
+        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K))
+    g = tanh(gate_preactivation(
+        gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 2, rows, cols, row_ok, mask, live, H,
+        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K))
+    o = sigmoid(gate_preactivation(
+        gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 3, rows, cols, row_ok, mask, live, H,
+        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K))
 
     state_at = row_offsets(rows, cols, H, 1)
     c_prev = tl.load(c_ptr + state_at, mask=mask)
     c = f * c_prev + i * g
     h = o * tanh(c)
     tl.store(c_ptr + state_at, tl.where(live, c, c_prev), mask=mask)  # c stays in the compute dtype
-    store_hidden_and_output(h_ptr, y_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), h, live, mask, HAS_LENGTHS)
+    store_hidden_and_output(
+        h_in_ptr, h_out_ptr, y_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), h, live, mask, HAS_LENGTHS
+    )
 
     if STORE_ACTS:
         a_at = seq_offsets(t, rows, cols, B, H, 5)
@@ -63,18 +75,24 @@ def lstm_forward_step(
 
 @triton.jit(do_not_specialize=["step", "T"])
 def lstm_backward_step(
-    acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, dh_ptr, dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr,
+    acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, rec_grad_ptr, w_hh_ptr, dh_ptr, dc_ptr, dgx_ptr, dhg_ptr,
+    dstep_ptr, lengths_ptr,
     step, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
-    COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    GEMM_IN_KERNEL: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     # y_ptr, h0_ptr and dhg_ptr are unused: an LSTM's gate gradients are dgx itself.
     rows, cols, row_ok, mask = tile(B, H, BLOCK_B, BLOCK_H)
     active, t = step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS, REVERSE)
     live = mask & active[:, None]
     state_at = row_offsets(rows, cols, H, 1)
+    dh_rec = recurrent_grad(
+        dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, step < T - 1, rows, cols, row_ok, mask, H, 4 * H,
+        GEMM_IN_KERNEL, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K,
+    )
     dh_carry, dh = incoming_hidden_grad(
-        dh_rec_ptr, dh_ptr, dy_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), live, mask, COMPUTE
+        dh_rec, dh_ptr, dy_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), live, mask, COMPUTE
     )
     dc_carry = tl.load(dc_ptr + state_at, mask=mask)
 
@@ -124,13 +142,15 @@ def lstm_recurrence(
     c0: torch.Tensor | None = None,
     lengths: torch.Tensor | None = None,
     reverse: bool = False,
+    gemm_in_kernel: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run one LSTM direction over a projected sequence with the fused stepwise kernels.
+    """Run one LSTM direction over a projected sequence with the fused step kernels.
 
     gx: (T, B, 4H) input projection x @ W_ih^T + b_ih; w_hh: (4H, H); b_hh: (4H,); h0, c0: (B, H);
-    lengths: (B,) int32 on gx's device, or None when every row has T steps.
+    lengths: (B,) int32 on gx's device, or None when every row has T steps. gemm_in_kernel: the
+    fusedstep strategy (h @ W_hh^T inside the step kernel) instead of a cuBLAS GEMM per step.
     Returns y (T, B, H) (zeros past each row's length), h_n (B, H), c_n (B, H).
 
         >>> y, h, c = lstm_recurrence(F.linear(x, w_ih, b_ih), w_hh, b_hh)
     """
-    return recurrence(LSTM_KERNELS, gx, w_hh, b_hh, (h0, c0), lengths, reverse)
+    return recurrence(LSTM_KERNELS, gx, w_hh, b_hh, (h0, c0), lengths, reverse, gemm_in_kernel)

@@ -1,15 +1,21 @@
-"""The stepwise strategy: per time step one cuBLAS GEMM for h @ W_hh^T plus one fused pointwise kernel.
+"""The per-step strategies: one launch sequence per time step, driven from Python.
 
-Written once for every cell: a cell contributes its two pointwise kernels (`CellKernels`), this file
-drives them. Forward, per step s:  hg = h @ W_hh^T + b_hh  (GEMM), then the cell's kernel reads gx at
-each row's own time, updates the state in place, writes y and saves its activations. Backward runs the
-steps in reverse: the cell's kernel turns the incoming gradient into gate gradients dgx (and dhg, the
-part that went through the recurrent GEMM), then one GEMM dhg_s @ W_hh carries it to the step before.
-Everything that is not sequential happens once after the loop as large GEMMs: dW_hh here, dW_ih, db_ih
-and dx by autograd through the input projection that the caller did with F.linear.
+stepwise (default): per step one cuBLAS GEMM for h @ W_hh^T plus one fused pointwise kernel.
+fusedstep (opt-in, `backend="triton-fusedstep"`): the same kernel computes its tile of h @ W_hh^T
+itself (GEMM_IN_KERNEL), so a step is one launch and hg never goes through memory.
 
-States are updated in place: each element is read and written by the same program, and the GEMM of the
-next step runs after the kernel on the same stream.
+Written once for every cell: a cell contributes its two step kernels (`CellKernels`), this file drives
+them. Forward, per step s: the cell's kernel takes hg = h @ W_hh^T + b_hh, reads gx at each row's own
+time, updates the state, writes y and saves its activations. Backward runs the steps in reverse: the
+cell's kernel turns the incoming gradient into gate gradients dgx (and dhg, the part that went through
+the recurrent GEMM); dhg_s @ W_hh carries it to the step before (a GEMM after the kernel, or inside the
+next kernel). Everything that is not sequential happens once after the loop as large GEMMs: dW_hh here,
+dW_ih, db_ih and dx by autograd through the input projection that the caller did with F.linear.
+
+In the stepwise strategy states are updated in place: each element is read and written by the same
+program, and the GEMM of the next step runs after the kernel on the same stream. With the GEMM in the
+kernel every program reads the whole previous state, so h (and the backward's step gradient) alternate
+between two buffers.
 """
 
 import os
@@ -47,46 +53,60 @@ def _compute_dtype(dtype: torch.dtype) -> tuple[torch.dtype, Any]:
     return (torch.float64, tl.float64) if dtype == torch.float64 else (torch.float32, tl.float32)
 
 
-def _blocks(B: int, H: int) -> tuple[tuple[int, int], dict]:
-    block_h = min(triton.next_power_of_2(H), 256)
-    block_b = max(1, min(triton.next_power_of_2(B), 2048 // block_h))
+def _blocks(B: int, H: int, dtype: torch.dtype, gemm_in_kernel: bool) -> tuple[tuple[int, int], dict]:
+    if gemm_in_kernel:
+        # tl.dot needs every tile side >= 16. Small tiles give more programs (64 at B=64, H=512) for a
+        # GEMM that is latency-bound; each re-reads its slice of W_hh from L2. To be tuned on a GPU.
+        block_h = 32 if H > 16 else 16
+        block_b = 16
+        block_k = 64 if dtype.itemsize == 2 else 32
+    else:
+        block_h = min(triton.next_power_of_2(H), 256)
+        block_b = max(1, min(triton.next_power_of_2(B), 2048 // block_h))
+        block_k = 16  # unused
     grid = (triton.cdiv(B, block_b), triton.cdiv(H, block_h))
-    return grid, dict(BLOCK_B=block_b, BLOCK_H=block_h, num_warps=4)
+    return grid, dict(BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k, num_warps=4)
 
 
 class StepwiseRecurrence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, kernels: CellKernels, reverse: bool, store_acts: bool, lengths, gx, w_hh, b_hh, *initial):
+    def forward(ctx, kernels: CellKernels, reverse: bool, store_acts: bool, gemm_in_kernel: bool, lengths, gx, w_hh,
+                b_hh, *initial):
         T, B, _ = gx.shape
         H = w_hh.shape[1]
         dtype = gx.dtype
         compute, tl_compute = _compute_dtype(dtype)
         has_init = any(s is not None for s in initial)
         h0 = initial[0] if initial[0] is not None else gx.new_zeros(B, H)
-        h = h0.clone()
+        h_bufs = (h0.clone(), _new_empty(h0, B, H)) if gemm_in_kernel else (h0.clone(),) * 2
         if kernels.has_cell_state:
             c0 = initial[1] if initial[1] is not None else gx.new_zeros(B, H)
             c = c0.to(compute, copy=True)
         else:
-            c0, c = h0, h  # unused by a cell without a cell state
+            c0, c = h0, h0  # unused by a cell without a cell state
         y = _new_empty(gx, T, B, H)
         acts = _new_empty(gx, T, B, kernels.saved_blocks * H) if store_acts else y
-        hg = _new_empty(gx, B, kernels.gates * H)
+        hg = y if gemm_in_kernel else _new_empty(gx, B, kernels.gates * H)  # hg unused with the GEMM in the kernel
         w_hh_t = w_hh.t()
-        grid, meta = _blocks(B, H)
+        grid, meta = _blocks(B, H, dtype, gemm_in_kernel)
         for step in range(T):
-            if b_hh is not None:
-                torch.addmm(b_hh, h, w_hh_t, out=hg)
-            else:
-                torch.mm(h, w_hh_t, out=hg)
+            h_in, h_out = h_bufs[step % 2], h_bufs[(step + 1) % 2]
+            if not gemm_in_kernel:
+                if b_hh is not None:
+                    torch.addmm(b_hh, h_in, w_hh_t, out=hg)
+                else:
+                    torch.mm(h_in, w_hh_t, out=hg)
             if B:
                 kernels.forward_step[grid](
-                    gx, hg, h, c, y, acts, lengths if lengths is not None else y, step, T, B, H,
+                    gx, hg, w_hh, b_hh if b_hh is not None else w_hh, h_in, h_out, c, y, acts,
+                    lengths if lengths is not None else y, step, T, B, H,
                     HAS_LENGTHS=lengths is not None, REVERSE=reverse, STORE_ACTS=store_acts,
-                    COMPUTE=tl_compute, **meta,
+                    GEMM_IN_KERNEL=gemm_in_kernel, HAS_BIAS=b_hh is not None, COMPUTE=tl_compute, **meta,
                 )
         ctx.kernels, ctx.reverse, ctx.has_init, ctx.has_bias = kernels, reverse, has_init, b_hh is not None
+        ctx.gemm_in_kernel = gemm_in_kernel
         ctx.save_for_backward(acts, y, w_hh, lengths, h0, c0)
+        h = h_bufs[T % 2]
         if kernels.has_cell_state:
             return y, h, c.to(dtype)
         return y, h
@@ -94,7 +114,7 @@ class StepwiseRecurrence(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy, *dfinal):
         acts, y, w_hh, lengths, h0, c0 = ctx.saved_tensors
-        kernels, reverse = ctx.kernels, ctx.reverse
+        kernels, reverse, gemm_in_kernel = ctx.kernels, ctx.reverse, ctx.gemm_in_kernel
         T, B, H = y.shape
         GH = kernels.gates * H
         compute, tl_compute = _compute_dtype(y.dtype)
@@ -105,37 +125,50 @@ class StepwiseRecurrence(torch.autograd.Function):
         dgx = _new_empty(y, T, B, GH)
         dhg = dgx if kernels.recurrent_grad_is_input_grad else _new_empty(y, T, B, GH)
         # Rows sit at different times only in the reverse direction of a variable-length batch; then
-        # the kernel also writes this step's dhg into a contiguous buffer for the GEMM.
+        # the kernel also writes this step's dhg into a contiguous buffer for the GEMM (two of them when
+        # the next kernel reads one while writing the other).
         write_step = reverse and lengths is not None
-        dstep = _new_empty(y, B, GH) if write_step else dgx
-        grid, meta = _blocks(B, H)
-        for step in reversed(range(T)):
+        dsteps = (_new_empty(y, B, GH),) * 2 if write_step else (dgx, dgx)
+        if write_step and gemm_in_kernel:
+            dsteps = (dsteps[0], _new_empty(y, B, GH))
+        grid, meta = _blocks(B, H, y.dtype, gemm_in_kernel)
+
+        def step_grad(k: int, step: int) -> torch.Tensor:
+            """The (B, GH) gradient of the recurrent pre-activations at the k-th step processed."""
+            return dsteps[k % 2] if write_step else dhg[T - 1 - step if reverse else step]
+
+        for k, step in enumerate(reversed(range(T))):
+            # With the GEMM in the kernel, the kernel reads the gate gradients of the step processed before.
+            later = step_grad(k - 1, step + 1) if gemm_in_kernel and k else dh_rec
             if B:
                 kernels.backward_step[grid](
-                    acts, y, h0, c0, dy, dh_rec, dh, dc, dgx, dhg, dstep,
+                    acts, y, h0, c0, dy, dh_rec, later, w_hh, dh, dc, dgx, dhg, dsteps[k % 2],
                     lengths if lengths is not None else y, step, T, B, H,
                     HAS_INIT=ctx.has_init, HAS_LENGTHS=lengths is not None, REVERSE=reverse,
-                    WRITE_STEP=write_step, COMPUTE=tl_compute, **meta,
+                    WRITE_STEP=write_step, GEMM_IN_KERNEL=gemm_in_kernel, COMPUTE=tl_compute, **meta,
                 )
-            step_grad = dstep if write_step else dhg[T - 1 - step if reverse else step]
-            torch.mm(step_grad, w_hh, out=dh_rec)
+            if not gemm_in_kernel:
+                torch.mm(step_grad(k, step), w_hh, out=dh_rec)
+        first = step_grad(T - 1, 0)  # the gate gradients of each row's first step
+        if gemm_in_kernel:
+            torch.mm(first, w_hh, out=dh_rec)
 
         # dW_hh = sum_t dhg_t^T h_{t-1}. h_{t-1} is y at the previous time (zero in padding, where dhg
-        # is zero too); each row's first step uses h0, and step_grad now holds that first step.
+        # is zero too); each row's first step uses h0.
         d_w_hh = None
-        if ctx.needs_input_grad[5]:
+        if ctx.needs_input_grad[6]:
             if T > 1:
                 later, earlier = (dhg[:-1], y[1:]) if reverse else (dhg[1:], y[:-1])
                 d_w_hh = later.reshape(-1, GH).t() @ earlier.reshape(-1, H)
             else:
                 d_w_hh = w_hh.new_zeros(w_hh.shape)
             if ctx.has_init:
-                d_w_hh = d_w_hh + step_grad.t() @ h0
-        d_b_hh = dhg.sum((0, 1)) if ctx.has_bias and ctx.needs_input_grad[6] else None
+                d_w_hh = d_w_hh + first.t() @ h0
+        d_b_hh = dhg.sum((0, 1)) if ctx.has_bias and ctx.needs_input_grad[7] else None
         d_h0 = (dh + dh_rec.to(compute)).to(y.dtype)
         d_initial = (d_h0, dc.to(y.dtype)) if kernels.has_cell_state else (d_h0,)
-        d_initial = tuple(g if needed else None for g, needed in zip(d_initial, ctx.needs_input_grad[7:]))
-        return None, None, None, None, dgx, d_w_hh, d_b_hh, *d_initial
+        d_initial = tuple(g if needed else None for g, needed in zip(d_initial, ctx.needs_input_grad[8:]))
+        return None, None, None, None, None, dgx, d_w_hh, d_b_hh, *d_initial
 
 
 def recurrence(
@@ -146,8 +179,10 @@ def recurrence(
     initial: tuple[torch.Tensor | None, ...],
     lengths: torch.Tensor | None,
     reverse: bool,
+    gemm_in_kernel: bool = False,
 ) -> tuple[torch.Tensor, ...]:
-    """Differentiable stepwise recurrence of one direction; returns (y, *final_states).
+    """Differentiable recurrence of one direction, stepwise or (gemm_in_kernel) fusedstep; returns
+    (y, *final_states).
 
     Weights and states are cast to gx's dtype (so autocast works); kernels get contiguous tensors.
     """
@@ -162,4 +197,4 @@ def recurrence(
     # sees inputs that require grad, so grad mode is read here, outside it.
     tensors = (gx, w_hh, b_hh, *initial)
     store_acts = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    return StepwiseRecurrence.apply(kernels, reverse, store_acts, lengths, *tensors)
+    return StepwiseRecurrence.apply(kernels, reverse, store_acts, gemm_in_kernel, lengths, *tensors)

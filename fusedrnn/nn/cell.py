@@ -16,7 +16,8 @@ class FusedCellMixin(BackendOption):
     mode: str
 
     def forward(self, input, hx=None):
-        if resolve(self.backend, input) == "torch":
+        implementation = resolve(self.backend, input)
+        if implementation == "torch":
             return super().forward(input, hx)
         has_cell_state = self.mode == "LSTM"
         states = (tuple(hx) if has_cell_state else (hx,)) if hx is not None else None
@@ -36,7 +37,8 @@ class FusedCellMixin(BackendOption):
 
         gx = F.linear(input, self.weight_ih, self.bias_ih).unsqueeze(0)
         initial = states if states is not None else (None,) * (2 if has_cell_state else 1)
-        _, *final = recurrence(cell_kernels(self.mode), gx, self.weight_hh, self.bias_hh, initial, None, False)
+        kernels = cell_kernels(self.mode)
+        _, *final = recurrence(kernels, gx, self.weight_hh, self.bias_hh, initial, None, False, implementation)
         if not batched:
             final = [s.squeeze(0) for s in final]
         return tuple(final) if has_cell_state else final[0]

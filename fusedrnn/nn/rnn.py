@@ -7,7 +7,7 @@ both ways), `isinstance(m, nn.LSTM)`, `flatten_parameters`, `all_weights`, `rese
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from fusedrnn._backend import resolve
+from fusedrnn._backend import TRITON_BACKENDS, resolve
 from fusedrnn.nn.backend_option import BackendOption
 from fusedrnn.nn.stack import fused_rnn_forward
 
@@ -19,10 +19,11 @@ class FusedRNNMixin(BackendOption):
 
     def forward(self, input, hx=None):
         data = input.data if isinstance(input, PackedSequence) else input
-        if resolve(self.backend, data) == "triton":
+        implementation = resolve(self.backend, data)
+        if implementation != "torch":
             if self.proj_size == 0:
-                return fused_rnn_forward(self, input, hx)
-            if self.backend == "triton":
+                return fused_rnn_forward(self, input, hx, implementation)
+            if self.backend in TRITON_BACKENDS:
                 raise NotImplementedError(
                     "fusedrnn has no fused kernel for proj_size > 0 yet; use backend='torch' "
                     "(or 'auto', which runs torch's implementation for projected LSTMs)"
@@ -34,7 +35,8 @@ class LSTM(FusedRNNMixin, nn.LSTM):
     """`torch.nn.LSTM` with fused Triton kernels on CUDA.
 
     Same arguments as `torch.nn.LSTM` plus `backend`: "auto" (Triton on CUDA tensors, torch elsewhere),
-    "triton" or "torch"; None (default) reads the environment variable FUSEDRNN_BACKEND, else "auto".
+    "triton" (the stepwise kernels), "triton-fusedstep" (opt-in: the recurrent GEMM inside the step
+    kernel) or "torch"; None (default) reads the environment variable FUSEDRNN_BACKEND, else "auto".
 
         >>> lstm = fusedrnn.LSTM(32, 64, num_layers=2, bidirectional=True).cuda()
         >>> output, (h_n, c_n) = lstm(x)

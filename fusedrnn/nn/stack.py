@@ -32,7 +32,7 @@ def _check_state_dims(mode: str, states, batched: bool) -> None:
     raise RuntimeError(f"For {kind} input, hx should also be {want}-D but got {states[0].dim()}-D tensor")
 
 
-def fused_rnn_forward(rnn: nn.RNNBase, input, hx=None):
+def fused_rnn_forward(rnn: nn.RNNBase, input, hx=None, strategy: str = "triton"):
     """Forward of an nn.LSTM / nn.GRU (or subclass) on the fused kernels; returns what torch returns."""
     mode = rnn.mode
     has_cell_state = mode == "LSTM"
@@ -63,7 +63,7 @@ def fused_rnn_forward(rnn: nn.RNNBase, input, hx=None):
         raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
     check_devices_and_dtypes(x, states or (), rnn.weight_ih_l0)
 
-    y, finals = run_layers(rnn, x, states, lengths)
+    y, finals = run_layers(rnn, x, states, lengths, strategy)
 
     if packed:
         data_out = pack_padded_sequence(y, lengths, enforce_sorted=True).data
@@ -86,9 +86,10 @@ def _check(rnn: nn.RNNBase, input, states, batch_sizes) -> None:
         rnn.check_forward_args(input, states if len(states) > 1 else states[0], batch_sizes)
 
 
-def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor | None):
+def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor | None, strategy: str = "triton"):
     """All layers and directions of `rnn` over padded time-major x (T, B, I) with per-row lengths
-    (CPU int64, or None). Returns y (T, B, D * H) and the final states, each (L * D, B, H)."""
+    (CPU int64, or None), by the Triton `strategy` (a backend value). Returns y (T, B, D * H) and the
+    final states, each (L * D, B, H)."""
     kernels = cell_kernels(rnn.mode)
     T = x.size(0)
     directions = 2 if rnn.bidirectional else 1
@@ -106,7 +107,8 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
             gx = F.linear(layer_input, getattr(rnn, f"weight_ih_{suffix}"), b_ih)
             index = layer * directions + d
             initial = tuple(s[index] for s in states) if states is not None else (None,) * n_states
-            y, *final = recurrence(kernels, gx, getattr(rnn, f"weight_hh_{suffix}"), b_hh, initial, lengths, d == 1)
+            w_hh = getattr(rnn, f"weight_hh_{suffix}")
+            y, *final = recurrence(kernels, gx, w_hh, b_hh, initial, lengths, d == 1, strategy)
             outputs.append(y)
             for acc, s in zip(finals, final):
                 acc.append(s)
