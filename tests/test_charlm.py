@@ -279,8 +279,9 @@ def test_wandb_mode_follows_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     assert WandbLogger(save_dir=str(tmp_path))._wandb_init.get("mode") is None
     monkeypatch.delenv("WANDB_API_KEY")
-    monkeypatch.setenv("WANDB_MODE", "online")
-    assert WandbLogger(save_dir=str(tmp_path))._wandb_init.get("mode") is None
+    for mode in ("online", "offline", "disabled"):  # the environment wins, and reaches wandb.init itself
+        monkeypatch.setenv("WANDB_MODE", mode)
+        assert WandbLogger(save_dir=str(tmp_path))._wandb_init.get("mode") == mode
     assert WandbLogger(save_dir=str(tmp_path), offline=True)._wandb_init.get("mode") == "offline"
 
 
@@ -401,3 +402,4 @@ def test_sample_table_drops_unknown_prime_characters(text_file):
     with pytest.warns(UserWarning, match="ZORRO"):
         table.setup(None, model, "fit")
     assert table._prime == "ORRO the"
+

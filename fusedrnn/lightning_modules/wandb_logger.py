@@ -35,12 +35,14 @@ class WandbLogger(LightningWandbLogger):
             import wandb  # noqa: F401
         except ImportError:
             raise ModuleNotFoundError(MISSING_WANDB) from None
-        if offline is None and "WANDB_MODE" not in os.environ:
-            offline = not wandb_login_configured()
+        env_mode = os.environ.get("WANDB_MODE") or None
+        if offline is None:
+            offline = env_mode == "offline" if env_mode else not wandb_login_configured()
         if offline and kwargs.get("log_model"):
             raise ValueError("log_model uploads checkpoints, which an offline run cannot: set offline false")
-        if offline and kwargs.get("mode") is None:  # a config may pass mode: null explicitly
-            # Passed to wandb.init rather than through Lightning's `offline`, which sets WANDB_MODE for
-            # the whole process.
-            kwargs["mode"] = "offline"
+        if kwargs.get("mode") is None:  # a config may pass mode: null explicitly
+            # Given to wandb.init for this run alone: wandb reads WANDB_MODE once per process (a run
+            # started earlier in the process would fix it), and Lightning's `offline` would set
+            # WANDB_MODE for the whole process.
+            kwargs["mode"] = "offline" if offline else env_mode
         super().__init__(*args, **kwargs)
