@@ -128,9 +128,11 @@ class StepwiseRecurrence(torch.autograd.Function):
         # the kernel also writes this step's dhg into a contiguous buffer for the GEMM (two of them when
         # the next kernel reads one while writing the other).
         write_step = reverse and lengths is not None
-        dsteps = (_new_empty(y, B, GH),) * 2 if write_step else (dgx, dgx)
-        if write_step and gemm_in_kernel:
-            dsteps = (dsteps[0], _new_empty(y, B, GH))
+        if write_step:
+            dstep = _new_empty(y, B, GH)
+            dsteps = (dstep, _new_empty(y, B, GH) if gemm_in_kernel else dstep)
+        else:
+            dsteps = (dgx, dgx)  # not written
         grid, meta = _blocks(B, H, y.dtype, gemm_in_kernel)
 
         def step_grad(k: int, step: int) -> torch.Tensor:
@@ -139,10 +141,10 @@ class StepwiseRecurrence(torch.autograd.Function):
 
         for k, step in enumerate(reversed(range(T))):
             # With the GEMM in the kernel, the kernel reads the gate gradients of the step processed before.
-            later = step_grad(k - 1, step + 1) if gemm_in_kernel and k else dh_rec
+            later_grad = step_grad(k - 1, step + 1) if gemm_in_kernel and k else dh_rec
             if B:
                 kernels.backward_step[grid](
-                    acts, y, h0, c0, dy, dh_rec, later, w_hh, dh, dc, dgx, dhg, dsteps[k % 2],
+                    acts, y, h0, c0, dy, dh_rec, later_grad, w_hh, dh, dc, dgx, dhg, dsteps[k % 2],
                     lengths if lengths is not None else y, step, T, B, H,
                     HAS_INIT=ctx.has_init, HAS_LENGTHS=lengths is not None, REVERSE=reverse,
                     WRITE_STEP=write_step, GEMM_IN_KERNEL=gemm_in_kernel, COMPUTE=tl_compute, **meta,
