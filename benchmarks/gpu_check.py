@@ -27,6 +27,11 @@ TEST_TIMEOUT_S = 300
 BENCH_TIMEOUT_S = 300
 
 
+def without_machine_paths(text: str) -> str:
+    """Logs are committed: paths inside the repository become relative, the interpreter's prefix a tag."""
+    return text.replace(str(ROOT) + os.sep, "").replace(sys.prefix, "<python>")
+
+
 def main() -> int:
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
     if DRY:
@@ -50,14 +55,14 @@ def main() -> int:
         log.flush()
 
     def step(title: str, command: list[str], timeout: int) -> bool:
-        say(f"\n## {title}\n$ {' '.join(command)}")
+        say(without_machine_paths(f"\n## {title}\n$ {' '.join(command)}"))
         start = time.time()
         try:
             run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
             output, ok = run.stderr + run.stdout, run.returncode == 0  # the summary (stdout) last
         except subprocess.TimeoutExpired as e:
             output, ok = f"{e.stdout or ''}{e.stderr or ''}\nTIMED OUT after {timeout} s", False
-        say(output.rstrip())
+        say(without_machine_paths(output).rstrip())
         say(f"-> {'ok' if ok else 'FAILED'} in {time.time() - start:.0f} s")
         return ok
 
@@ -83,7 +88,7 @@ def main() -> int:
     bench_args = ["--dry-run"] if DRY else ["--grid", "gpu-check"]
     bench_ok = step(
         "Benchmarks",
-        [sys.executable, "-m", "fusedrnn.bench", *bench_args, "--out", str(out_dir)],
+        [sys.executable, "-m", "fusedrnn.bench", *bench_args, "--out", str(out_dir.relative_to(ROOT))],
         BENCH_TIMEOUT_S,
     )
     say(f"\ngpu-check: tests {'passed' if tests_ok else 'FAILED'}, benchmarks {'ran' if bench_ok else 'FAILED'}")

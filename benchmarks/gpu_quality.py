@@ -27,9 +27,12 @@ import tarfile
 import time
 from pathlib import Path
 
+from gpu_check import without_machine_paths  # this folder is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 DRY = os.environ.get("GPU_CHECK_DRY") == "1"
-DATA = Path(os.environ.get("FUSEDRNN_DATA", ROOT.parent / "shared" / "data"))
+# Relative to the repository (the commands run there), so logs hold no machine paths.
+DATA = Path(os.path.relpath(os.environ.get("FUSEDRNN_DATA", ROOT.parent / "shared" / "data"), ROOT))
 CSV_LOGGER = '{"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "%s"}}'
 
 # name: (model command, config, fit overrides, evaluation subcommand, metric of the best checkpoint)
@@ -115,7 +118,7 @@ def main() -> int:
         checkpoints = sorted((ROOT / "runs" / f"gpu-{name}").rglob("epoch*.ckpt"))
         figures = "no checkpoint"
         if checkpoints:
-            best = checkpoints[-1]
+            best = checkpoints[-1].relative_to(ROOT)
             run = subprocess.run(command(name, subcommand, ["--ckpt_path", str(best)]), cwd=ROOT, env=env,
                                  capture_output=True, text=True)
             log.write(f"\n$ fusedrnn ... {subcommand} --ckpt_path {best}\n{run.stdout}{run.stderr}")
@@ -124,6 +127,9 @@ def main() -> int:
         summary.append(f"| {name} | {epochs_run(ROOT / 'runs' / f'gpu-{name}')} | "
                        f"{checkpoints[-1].name if checkpoints else '-'} | {figures} | {process.returncode} |")
         log.close()
+    for name in names:
+        path = out_dir / f"{prefix}-{name}.log"
+        path.write_text(without_machine_paths(path.read_text()))
     text = "\n".join(summary) + "\n"
     (out_dir / f"{prefix}.md").write_text(text)
     print(text)
