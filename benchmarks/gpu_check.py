@@ -3,7 +3,8 @@
 It uses the machine's own python3 from the source tree (PYTHONPATH=.) and installs nothing:
   1. versions and the GPU;
   2. the GPU tests (`pytest -m gpu`): every kernel against float64 and cuDNN at real sizes;
-  3. the benchmark suite's gpu-check grid (speed, memory, gradient error vs cuDNN and a cell loop).
+  3. the benchmark suite's gpu-check grid (speed, memory, gradient error vs cuDNN and a cell loop);
+  4. a profile of one forward+backward per strategy (benchmarks/profile_steps.py), for the notes.
 Everything printed is also written to benchmarks/results/<GPU>_<date>_gpu-check.log beside the
 suite's CSV, markdown and plots, and copied to $OUT when that is set (the device tool's return folder).
 
@@ -25,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DRY = os.environ.get("GPU_CHECK_DRY") == "1"
 TEST_TIMEOUT_S = 300
 BENCH_TIMEOUT_S = 300
+PROFILE_TIMEOUT_S = 120
 
 
 def without_machine_paths(text: str) -> str:
@@ -91,7 +93,10 @@ def main() -> int:
         [sys.executable, "-m", "fusedrnn.bench", *bench_args, "--out", str(out_dir.relative_to(ROOT))],
         BENCH_TIMEOUT_S,
     )
-    say(f"\ngpu-check: tests {'passed' if tests_ok else 'FAILED'}, benchmarks {'ran' if bench_ok else 'FAILED'}")
+    # Informational: where one forward+backward spends its time (does not decide the check).
+    profile_ok = step("Profile", [sys.executable, "benchmarks/profile_steps.py"], PROFILE_TIMEOUT_S)
+    say(f"\ngpu-check: tests {'passed' if tests_ok else 'FAILED'}, benchmarks {'ran' if bench_ok else 'FAILED'}, "
+        f"profile {'ran' if profile_ok else 'FAILED'}")
     log.close()
 
     if os.environ.get("OUT"):  # the device tool brings back what is there (at most 8 files)
