@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DRY = os.environ.get("GPU_CHECK_DRY") == "1"
 TEST_TIMEOUT_S = 300
 BENCH_TIMEOUT_S = 300
-PROFILE_TIMEOUT_S = 120
+PROFILE_TIMEOUT_S = 150
 
 
 def without_machine_paths(text: str) -> str:
@@ -94,7 +94,7 @@ def main() -> int:
         BENCH_TIMEOUT_S,
     )
     # Informational: where one forward+backward spends its time (does not decide the check).
-    profile_ok = step("Profile", [sys.executable, "benchmarks/profile_steps.py"], PROFILE_TIMEOUT_S)
+    profile_ok = step("Profile", [sys.executable, "benchmarks/profile_steps.py", "--sweep"], PROFILE_TIMEOUT_S)
     say(f"\ngpu-check: tests {'passed' if tests_ok else 'FAILED'}, benchmarks {'ran' if bench_ok else 'FAILED'}, "
         f"profile {'ran' if profile_ok else 'FAILED'}")
     log.close()

@@ -1,13 +1,15 @@
 """Where the time of one forward+backward goes: GPU kernel time against wall time, per kernel.
 
-    PYTHONPATH=. python3 benchmarks/profile_steps.py [--shape 64x512x256] [--cells LSTM,GRU]
+    PYTHONPATH=. python3 benchmarks/profile_steps.py [--shape 64x512x256] [--cells LSTM,GRU] [--sweep]
 
 For each provider (cuDNN and every fused strategy) and dtype it runs one sequence case as the benchmark
 suite builds it (same weights, same inputs), warms up, then records one forward+backward with
 torch.profiler and prints: wall time, the summed time of the GPU kernels (busy), their number, and the
 kernels that took longest. busy much below wall means the run waits on launches from the host; a kernel
-family that grows between dtypes points at the kernel itself. Run by `make gpu-check` after the
-benchmarks; GPU_CHECK_DRY=1 runs it on the CPU in Triton's interpreter at a tiny shape.
+family that grows between dtypes points at the kernel itself. --sweep then times the fusedstep strategy's
+forward+backward for a few tile shapes (the `_blocks` choice, patched here only), to pick the next default.
+Run by `make gpu-check` after the benchmarks; GPU_CHECK_DRY=1 runs it on the CPU in Triton's interpreter
+at a tiny shape.
 """
 
 import argparse
@@ -26,6 +28,10 @@ if DRY:
 from fusedrnn.bench.grid import Case, parse_dtype, parse_shape  # noqa: E402
 from fusedrnn.bench.providers import FUSED_STRATEGIES, PROVIDERS  # noqa: E402
 from fusedrnn.bench.workload import draw_inputs, make_template  # noqa: E402
+from fusedrnn.kernels import stepwise  # noqa: E402
+
+# (BLOCK_B, BLOCK_H, BLOCK_K, num_warps) tried by --sweep; the first is the current default for 16-bit types.
+SWEEP_TILES = [(16, 32, 64, 4), (16, 32, 32, 4), (16, 64, 64, 4), (32, 32, 64, 4), (16, 16, 64, 2), (16, 32, 128, 4)]
 
 
 def one_pass(runner, inputs) -> None:
@@ -71,12 +77,47 @@ def profile_case(case: Case, provider_name: str, device: torch.device, top: int)
         print(f"  {ms:9.3f} ms  {count:6d} x {ms * 1000 / count:8.2f} us  {name}")
 
 
+def sweep_tiles(case: Case, device: torch.device, repeats: int) -> None:
+    """Median forward+backward time of the fusedstep strategy for each tile shape in SWEEP_TILES."""
+    template = make_template(case, device)
+    runner = PROVIDERS["fusedrnn-fusedstep"].build(case, template)
+    inputs = draw_inputs(case, device, seed=1)
+    default_blocks = stepwise._blocks
+    print(f"\n{case.label} | fusedrnn-fusedstep tile sweep (median of {repeats} forward+backward)")
+    try:
+        for block_b, block_h, block_k, warps in SWEEP_TILES:
+            def blocks(B, H, dtype, gemm_in_kernel, tile=(block_b, block_h, block_k, warps)):
+                grid, meta = default_blocks(B, H, dtype, gemm_in_kernel)
+                if gemm_in_kernel:
+                    grid = (-(-B // tile[0]), -(-H // tile[1]))
+                    meta.update(BLOCK_B=tile[0], BLOCK_H=tile[1], BLOCK_K=tile[2], num_warps=tile[3])
+                return grid, meta
+
+            stepwise._blocks = blocks
+            one_pass(runner, inputs)  # compile
+            times = []
+            for _ in range(repeats):
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                one_pass(runner, inputs)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append((time.perf_counter() - start) * 1000)
+            times.sort()
+            print(f"  BLOCK_B={block_b:3d} BLOCK_H={block_h:3d} BLOCK_K={block_k:3d} warps={warps}: "
+                  f"{times[len(times) // 2]:8.2f} ms")
+    finally:
+        stepwise._blocks = default_blocks
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="3x37x7" if DRY else "64x512x256", help="BxHxT")
     parser.add_argument("--cells", default="LSTM" if DRY else "LSTM,GRU")
     parser.add_argument("--dtypes", default="float32" if DRY else "float32,bfloat16")
     parser.add_argument("--top", type=int, default=6, help="kernels listed per run")
+    parser.add_argument("--sweep", action="store_true", help="also time fusedstep tile shapes (LSTM, each dtype)")
     args = parser.parse_args()
     device = torch.device("cpu" if DRY else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -84,11 +125,21 @@ def main() -> int:
         return 2
     batch, hidden, seq_len = parse_shape(args.shape)
     providers = ([] if DRY else ["cudnn"]) + [f"fusedrnn-{s}" for s in FUSED_STRATEGIES]
+    if stepwise.DIRECT_LAUNCH:  # the same run without StepLauncher's direct launches, for comparison
+        for dtype in map(parse_dtype, args.dtypes.split(",")):
+            stepwise.DIRECT_LAUNCH = False
+            case = Case("sequence", "LSTM", dtype, batch, hidden, hidden, seq_len)
+            print("\nWithout direct launches (FUSEDRNN_DIRECT_LAUNCH=0):", end="")
+            profile_case(case, "fusedrnn-fusedstep", device, 2)
+            stepwise.DIRECT_LAUNCH = True
     for cell in args.cells.split(","):
         for dtype in map(parse_dtype, args.dtypes.split(",")):
             case = Case("sequence", cell.strip(), dtype, batch, hidden, hidden, seq_len)
             for provider in providers:
                 profile_case(case, provider, device, args.top)
+    if args.sweep:
+        for dtype in map(parse_dtype, args.dtypes.split(",")):
+            sweep_tiles(Case("sequence", "LSTM", dtype, batch, hidden, hidden, seq_len), device, 2 if DRY else 7)
     return 0
 
 

@@ -1,10 +1,11 @@
 """Which implementation runs a forward: the fused Triton kernels or torch's own.  `auto` picks Triton for
-CUDA tensors and torch (the very code `torch.nn` runs) everywhere else. `triton` is the stepwise strategy
-(a cuBLAS GEMM and a fused pointwise kernel per step); `triton-fusedstep` opts in to the strategy that
-does the recurrent GEMM inside the step kernel (one launch per step; not yet measured on a GPU, so never
-picked by `auto`). A Triton backend on CPU tensors runs the kernels in Triton's interpreter, which needs
-TRITON_INTERPRET=1 set before triton is first imported. The environment variable FUSEDRNN_BACKEND sets
-the default.
+CUDA tensors and torch (the very code `torch.nn` runs) everywhere else. Two Triton strategies:
+`triton-fusedstep` does the recurrent GEMM inside the step kernel (one launch per step), `triton` is the
+stepwise strategy (a cuBLAS GEMM and a fused pointwise kernel per step). On CUDA `auto` picks fusedstep,
+which an H100 run showed correct and faster (benchmarks/NOTES.md), except for float64, whose in-kernel
+GEMM has never been compiled on a GPU. A Triton backend on CPU tensors runs the kernels in Triton's
+interpreter, which needs TRITON_INTERPRET=1 set before triton is first imported. The environment
+variable FUSEDRNN_BACKEND sets the default.
 """
 
 import importlib.util
@@ -47,7 +48,9 @@ def resolve(backend: str | None, tensor: torch.Tensor) -> str:
         return "torch"
     on_gpu = tensor.device.type == "cuda"
     if choice == "auto":
-        return "triton" if on_gpu and triton_available() else "torch"
+        if not (on_gpu and triton_available()):
+            return "torch"
+        return "triton" if tensor.dtype == torch.float64 else "triton-fusedstep"
     if not triton_available():
         raise RuntimeError(f"backend={choice!r} needs the triton package: pip install triton")
     if not on_gpu and not interpreter_enabled():

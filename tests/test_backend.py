@@ -52,13 +52,18 @@ def test_environment_variable_selects_the_kernels(monkeypatch):
     assert calls == [1]
 
 
-def test_auto_picks_the_stepwise_strategy_on_cuda(monkeypatch):
-    """`triton-fusedstep` runs only when asked for: no GPU result has shown it correct and fast yet."""
+@pytest.mark.parametrize("dtype, picked", [
+    (torch.float32, "triton-fusedstep"), (torch.bfloat16, "triton-fusedstep"), (torch.float16, "triton-fusedstep"),
+    (torch.float64, "triton"),  # float64's in-kernel GEMM has not been compiled on a GPU
+])
+def test_auto_picks_the_strategy_shown_correct_on_a_gpu(monkeypatch, dtype, picked):
     monkeypatch.delenv("FUSEDRNN_BACKEND", raising=False)
     monkeypatch.setattr(_backend, "triton_available", lambda: True)
-    cuda_tensor = SimpleNamespace(device=torch.device("cuda"))
-    assert _backend.resolve("auto", cuda_tensor) == "triton"
+    cuda_tensor = SimpleNamespace(device=torch.device("cuda"), dtype=dtype)
+    assert _backend.resolve("auto", cuda_tensor) == picked
+    assert _backend.resolve("triton", cuda_tensor) == "triton"
     assert _backend.resolve("triton-fusedstep", cuda_tensor) == "triton-fusedstep"
+    assert _backend.resolve("auto", torch.zeros(1, dtype=dtype)) == "torch"
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])

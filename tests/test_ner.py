@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fusedrnn.lightning_modules.conll_data import ConllDataModule, collate, read_conll
+from fusedrnn.lightning_modules.conll_data import CASINGS, ConllDataModule, casing, collate, read_conll
 from fusedrnn.lightning_modules.ner import NERTagger
 from fusedrnn.lightning_modules.ner_cli import main
 
@@ -110,8 +110,7 @@ def test_both_backends_give_the_same_emissions(data, decoder):
     triton_model.load_state_dict(torch_model.state_dict())
     dm.setup("validate")
     batch = next(iter(dm.val_dataloader()))
-    args = (batch["words"], batch["chars"], batch["mask"])
-    assert torch.allclose(torch_model.emissions(*args), triton_model.emissions(*args), atol=1e-5)
+    assert torch.allclose(torch_model.emissions(batch), triton_model.emissions(batch), atol=1e-5)
     assert torch_model.tag(batch) == triton_model.tag(batch)
 
 
@@ -147,13 +146,13 @@ def test_short_fit_on_conll2003_reads_the_files_and_learns():
     def val_loss():
         model.eval()
         with torch.no_grad():
-            return sum(model.loss(model.emissions(b["words"], b["chars"], b["mask"]), b["tags"], b["mask"]) for b in val).item()
+            return sum(model.loss(model.emissions(b), b["tags"], b["mask"]) for b in val).item()
 
     before = val_loss()
     optimizer = model.configure_optimizers()["optimizer"]  # the plateau schedule needs a Trainer; unused here
     model.train()
     for _, batch in zip(range(40), dm.train_dataloader()):  # ~1 minute on 2 cores
-        loss = model.loss(model.emissions(batch["words"], batch["chars"], batch["mask"]), batch["tags"], batch["mask"])
+        loss = model.loss(model.emissions(batch), batch["tags"], batch["mask"])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -161,5 +160,42 @@ def test_short_fit_on_conll2003_reads_the_files_and_learns():
 
 
 def test_collate_pads_with_zeros():
-    batch = collate([([3, 4], [[2], [3, 4]], [1, 0]), ([5], [[2, 2, 2]], [2])])
+    batch = collate([([3, 4], [[2], [3, 4]], [2, 1], [1, 0]), ([5], [[2, 2, 2]], [3], [2])])
     assert batch["chars"].shape == (2, 2, 3) and batch["mask"].tolist() == [[True, True], [True, False]]
+    assert batch["cases"].tolist() == [[2, 1], [3, 0]] and batch["tags"].tolist() == [[1, 0], [2, 0]]
+
+
+@pytest.mark.parametrize("word, shape", [
+    ("the", "lower"), ("Paris", "title"), ("I", "title"), ("EU", "upper"), ("McDonald", "mixed"), ("iPhone", "mixed"),
+    ("1996", "number"), ("3-1", "has_digit"), ("F16", "has_digit"), (".", "other"), ("--", "other"), ("U.S.", "upper"),
+])
+def test_casing(word, shape):
+    assert CASINGS[casing(word) - 1] == shape
+
+
+def test_digit_normalisation_shares_word_entries(data, tmp_path):
+    f = tmp_path / "digits.txt"
+    f.write_text("In NN O\n1996 CD O\nand CC O\n1997 CD O\nF16 NN B-MISC\n\n")
+    plain, normalised = (ConllDataModule(str(f), str(f), normalize_digits=n, lowercase=n) for n in (False, True))
+    assert set(plain.vocabularies["words"].split("\n")[2:]) == {"In", "1996", "and", "1997", "F16"}
+    assert set(normalised.vocabularies["words"].split("\n")[2:]) == {"in", "0000", "and", "f00"}
+    normalised.setup("validate")
+    (words, _, cases, _), = normalised.data["val"]
+    vocab = normalised.vocabularies["words"].split("\n")
+    assert [vocab[i] for i in words] == ["in", "0000", "and", "0000", "f00"]
+    assert [CASINGS[c - 1] for c in cases] == ["title", "number", "lower", "number", "has_digit"]
+
+
+def test_casing_embedding_changes_the_emissions(data):
+    dm = ConllDataModule(data["train"], data["dev"])
+    dm.setup("validate")
+    batch = next(iter(dm.val_dataloader()))
+    torch.manual_seed(0)
+    model = NERTagger(**dm.vocabularies, word_dim=8, char_dim=6, char_hidden=5, case_dim=3, hidden_size=8,
+                      backend="torch").eval()
+    assert model.word_rnn.input_size == 8 + 3 + 2 * 5
+    before = model.emissions(batch)
+    other_cases = dict(batch, cases=torch.where(batch["mask"], 1 + (batch["cases"] % len(CASINGS)), 0))
+    assert not torch.allclose(before, model.emissions(other_cases))
+    with pytest.raises(ValueError, match="case_dim"):
+        NERTagger(**dm.vocabularies, case_dim=-1)

@@ -19,9 +19,11 @@ def tanh(x):
 def tile_matmul(
     a_ptr, a_row_stride, b_ptr, b_k_stride, b_col_stride, rows, cols, a_rows_ok, col_ok, K,
     COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     """This tile of A @ B in the compute dtype: A's `rows` (unit stride along K), B's `cols` (strides
-    given), the reduction over K in chunks of BLOCK_K. "ieee" keeps float32 exact-rounded (no TF32)."""
+    given), the reduction over K in chunks of BLOCK_K. DOT_PRECISION matters for float32 only: "ieee"
+    (exact-rounded products) or "tf32" (tensor cores, 10-bit mantissas; what cuDNN's RNNs use by default)."""
     acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
     a_rows = rows.to(tl.int64)[:, None] * a_row_stride
     for k0 in range(0, K, BLOCK_K):
@@ -32,7 +34,7 @@ def tile_matmul(
             b_ptr + ks[:, None] * b_k_stride + cols[None, :] * b_col_stride,
             mask=k_ok[:, None] & col_ok[None, :], other=0.0,
         )
-        acc = tl.dot(a, b, acc, input_precision="ieee", out_dtype=COMPUTE)
+        acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION, out_dtype=COMPUTE)
     return acc
 
 
@@ -41,6 +43,7 @@ def recurrent_input(
     hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, gate, rows, cols, row_ok, mask, H,
     GEMM_IN_KERNEL: tl.constexpr, HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     """Gate `gate`'s recurrent pre-activation h_{t-1} W_hh^T + b_hh on this tile: read from the
     stepwise GEMM's output hg, or (GEMM_IN_KERNEL) computed here from the whole previous state."""
@@ -48,7 +51,7 @@ def recurrent_input(
         col_ok = cols < H
         acc = tile_matmul(
             h_in_ptr, H, w_hh_ptr + gate * H * H, 1, H, rows, cols, row_ok, col_ok, H,
-            COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K,
+            COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION,
         )
         if HAS_BIAS:
             acc += tl.load(b_hh_ptr + gate * H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
@@ -62,11 +65,12 @@ def gate_preactivation(
     gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, gate, rows, cols, row_ok, mask, live, H,
     GEMM_IN_KERNEL: tl.constexpr, HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     """A gate's pre-activation: input projection plus recurrent projection, in the compute dtype."""
     return load_block(gx_ptr, x_at, gate, H, live, COMPUTE) + recurrent_input(
         hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, gate, rows, cols, row_ok, mask, H,
-        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K,
+        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION,
     )
 
 
@@ -75,6 +79,7 @@ def recurrent_grad(
     dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, has_rec, rows, cols, row_ok, mask, H, GH,
     GEMM_IN_KERNEL: tl.constexpr, COMPUTE: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     """The gradient reaching h_t through the later step's recurrent GEMM, dhg_later @ W_hh, on this
     tile: read from the stepwise GEMM's output, or (GEMM_IN_KERNEL) computed here from the later step's
@@ -82,7 +87,7 @@ def recurrent_grad(
     if GEMM_IN_KERNEL:
         return tile_matmul(
             rec_grad_ptr, GH, w_hh_ptr, H, 1, rows, cols, row_ok & has_rec, cols < H, GH,
-            COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K,
+            COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION,
         )
     else:
         return tl.load(dh_rec_ptr + state_at, mask=mask).to(COMPUTE)

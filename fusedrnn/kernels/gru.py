@@ -38,6 +38,7 @@ def gru_forward_step(
     step, T, B, H,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
     HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     # c_ptr is unused: a GRU has no cell state (the argument keeps one signature for both cells).
     rows, cols, row_ok, mask = tile(B, H, BLOCK_B, BLOCK_H)
@@ -47,13 +48,13 @@ def gru_forward_step(
     r_at = row_offsets(rows, cols, H, 3)
     r = sigmoid(gate_preactivation(
         gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 0, rows, cols, row_ok, mask, live, H,
-        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K))
+        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION))
     z = sigmoid(gate_preactivation(
         gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 1, rows, cols, row_ok, mask, live, H,
-        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K))
+        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION))
     hg_n = recurrent_input(
         hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 2, rows, cols, row_ok, mask, H,
-        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K,
+        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION,
     )
     n = tanh(load_block(gx_ptr, x_at, 2, H, live, COMPUTE) + r * hg_n)
 
@@ -78,7 +79,7 @@ def gru_backward_step(
     step, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
     GEMM_IN_KERNEL: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     # c0_ptr and dc_ptr are unused: a GRU has no cell state.
     rows, cols, row_ok, mask = tile(B, H, BLOCK_B, BLOCK_H)
@@ -87,7 +88,7 @@ def gru_backward_step(
     state_at = row_offsets(rows, cols, H, 1)
     dh_rec = recurrent_grad(
         dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, step < T - 1, rows, cols, row_ok, mask, H, 3 * H,
-        GEMM_IN_KERNEL, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K,
+        GEMM_IN_KERNEL, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION,
     )
     dh_carry, dh = incoming_hidden_grad(
         dh_rec, dh_ptr, dy_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), live, mask, COMPUTE

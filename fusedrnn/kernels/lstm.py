@@ -36,6 +36,7 @@ def lstm_forward_step(
     step, T, B, H,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
     HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     rows, cols, row_ok, mask = tile(B, H, BLOCK_B, BLOCK_H)
     active, t = step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS, REVERSE)
@@ -44,16 +45,16 @@ def lstm_forward_step(
     r_at = row_offsets(rows, cols, H, 4)
     i = sigmoid(gate_preactivation(
         gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 0, rows, cols, row_ok, mask, live, H,
-        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K))
+        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION))
     f = sigmoid(gate_preactivation(
         gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 1, rows, cols, row_ok, mask, live, H,
-        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K))
+        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION))
     g = tanh(gate_preactivation(
         gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 2, rows, cols, row_ok, mask, live, H,
-        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K))
+        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION))
     o = sigmoid(gate_preactivation(
         gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 3, rows, cols, row_ok, mask, live, H,
-        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K))
+        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION))
 
     state_at = row_offsets(rows, cols, H, 1)
     c_prev = tl.load(c_ptr + state_at, mask=mask)
@@ -80,7 +81,7 @@ def lstm_backward_step(
     step, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
     GEMM_IN_KERNEL: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
     # y_ptr, h0_ptr and dhg_ptr are unused: an LSTM's gate gradients are dgx itself.
     rows, cols, row_ok, mask = tile(B, H, BLOCK_B, BLOCK_H)
@@ -89,7 +90,7 @@ def lstm_backward_step(
     state_at = row_offsets(rows, cols, H, 1)
     dh_rec = recurrent_grad(
         dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, step < T - 1, rows, cols, row_ok, mask, H, 4 * H,
-        GEMM_IN_KERNEL, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K,
+        GEMM_IN_KERNEL, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION,
     )
     dh_carry, dh = incoming_hidden_grad(
         dh_rec, dh_ptr, dy_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), live, mask, COMPUTE

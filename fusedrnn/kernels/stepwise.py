@@ -53,6 +53,12 @@ def _compute_dtype(dtype: torch.dtype) -> tuple[torch.dtype, Any]:
     return (torch.float64, tl.float64) if dtype == torch.float64 else (torch.float32, tl.float32)
 
 
+def _dot_precision(dtype: torch.dtype) -> str:
+    """float32 products in the in-kernel GEMM: TF32 when torch lets cuDNN's RNNs use it (the default of
+    `torch.backends.cudnn.allow_tf32`), as nn.LSTM does; exact-rounded otherwise and for float64."""
+    return "tf32" if dtype == torch.float32 and torch.backends.cudnn.allow_tf32 else "ieee"
+
+
 def _blocks(B: int, H: int, dtype: torch.dtype, gemm_in_kernel: bool) -> tuple[tuple[int, int], dict]:
     if gemm_in_kernel:
         # tl.dot needs every tile side >= 16. Small tiles give more programs (64 at B=64, H=512) for a
@@ -65,7 +71,40 @@ def _blocks(B: int, H: int, dtype: torch.dtype, gemm_in_kernel: bool) -> tuple[t
         block_b = max(1, min(triton.next_power_of_2(B), 2048 // block_h))
         block_k = 16  # unused
     grid = (triton.cdiv(B, block_b), triton.cdiv(H, block_h))
-    return grid, dict(BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k, num_warps=4)
+    return grid, dict(BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k, DOT_PRECISION=_dot_precision(dtype),
+                      num_warps=4)
+
+
+# FUSEDRNN_DIRECT_LAUNCH=0 sends every launch through Triton's JIT (to measure or rule out StepLauncher).
+DIRECT_LAUNCH = os.environ.get("FUSEDRNN_DIRECT_LAUNCH", "1") != "0"
+
+
+class StepLauncher:
+    """Launches one step kernel many times with the same grid and compile-time parameters.
+
+    Triton's `kernel[grid](...)` binds and specialises every argument on every call: tens of µs on the
+    host, more than a step's GPU time at common sizes (benchmarks/NOTES.md). The first launch goes through
+    it and keeps the compiled kernel; later launches call that kernel directly as long as each tensor keeps
+    the 16-byte alignment it was compiled for (its other specialisations, dtypes and the integer sizes, do
+    not change within one recurrence; `step` is never specialised), and go through Triton again when one
+    does not. Under the interpreter there is no compiled kernel and every launch goes through Triton.
+    """
+
+    def __init__(self, kernel, grid: tuple[int, ...], constexprs: dict):
+        self.kernel, self.grid, self.constexprs = kernel, grid, constexprs
+        self.compiled, self.alignment, self.tail = None, None, ()
+
+    def __call__(self, *args) -> None:
+        alignment = tuple(a.data_ptr() % 16 == 0 for a in args if isinstance(a, torch.Tensor))
+        if self.compiled is not None and alignment == self.alignment:
+            # The compiled kernel takes every parameter in order, compile-time ones included.
+            self.compiled[self.grid](*args, *self.tail)
+            return
+        compiled = self.kernel[self.grid](*args, **self.constexprs)
+        if DIRECT_LAUNCH and hasattr(compiled, "function"):  # a CompiledKernel: not under the interpreter
+            names = self.kernel.arg_names[len(args):]
+            self.compiled, self.alignment = compiled, alignment
+            self.tail = tuple(self.constexprs[name] for name in names)
 
 
 class StepwiseRecurrence(torch.autograd.Function):
@@ -89,6 +128,12 @@ class StepwiseRecurrence(torch.autograd.Function):
         hg = y if gemm_in_kernel else _new_empty(gx, B, kernels.gates * H)  # hg unused with the GEMM in the kernel
         w_hh_t = w_hh.t()
         grid, meta = _blocks(B, H, dtype, gemm_in_kernel)
+        launch = StepLauncher(kernels.forward_step, grid, dict(
+            HAS_LENGTHS=lengths is not None, REVERSE=reverse, STORE_ACTS=store_acts, GEMM_IN_KERNEL=gemm_in_kernel,
+            HAS_BIAS=b_hh is not None, COMPUTE=tl_compute, **meta,
+        ))
+        bias = b_hh if b_hh is not None else w_hh  # stand-ins for absent tensors are never read
+        lengths_arg = lengths if lengths is not None else y
         for step in range(T):
             h_in, h_out = h_bufs[step % 2], h_bufs[(step + 1) % 2]
             if not gemm_in_kernel:
@@ -97,12 +142,7 @@ class StepwiseRecurrence(torch.autograd.Function):
                 else:
                     torch.mm(h_in, w_hh_t, out=hg)
             if B:
-                kernels.forward_step[grid](
-                    gx, hg, w_hh, b_hh if b_hh is not None else w_hh, h_in, h_out, c, y, acts,
-                    lengths if lengths is not None else y, step, T, B, H,
-                    HAS_LENGTHS=lengths is not None, REVERSE=reverse, STORE_ACTS=store_acts,
-                    GEMM_IN_KERNEL=gemm_in_kernel, HAS_BIAS=b_hh is not None, COMPUTE=tl_compute, **meta,
-                )
+                launch(gx, hg, w_hh, bias, h_in, h_out, c, y, acts, lengths_arg, step, T, B, H)
         ctx.kernels, ctx.reverse, ctx.has_init, ctx.has_bias = kernels, reverse, has_init, b_hh is not None
         ctx.gemm_in_kernel = gemm_in_kernel
         ctx.save_for_backward(acts, y, w_hh, lengths, h0, c0)
@@ -134,6 +174,11 @@ class StepwiseRecurrence(torch.autograd.Function):
         else:
             dsteps = (dgx, dgx)  # not written
         grid, meta = _blocks(B, H, y.dtype, gemm_in_kernel)
+        launch = StepLauncher(kernels.backward_step, grid, dict(
+            HAS_INIT=ctx.has_init, HAS_LENGTHS=lengths is not None, REVERSE=reverse, WRITE_STEP=write_step,
+            GEMM_IN_KERNEL=gemm_in_kernel, COMPUTE=tl_compute, **meta,
+        ))
+        lengths_arg = lengths if lengths is not None else y
 
         def step_grad(k: int, step: int) -> torch.Tensor:
             """The (B, GH) gradient of the recurrent pre-activations at the k-th step processed."""
@@ -143,12 +188,8 @@ class StepwiseRecurrence(torch.autograd.Function):
             # With the GEMM in the kernel, the kernel reads the gate gradients of the step processed before.
             later_grad = step_grad(k - 1, step + 1) if gemm_in_kernel and k else dh_rec
             if B:
-                kernels.backward_step[grid](
-                    acts, y, h0, c0, dy, dh_rec, later_grad, w_hh, dh, dc, dgx, dhg, dsteps[k % 2],
-                    lengths if lengths is not None else y, step, T, B, H,
-                    HAS_INIT=ctx.has_init, HAS_LENGTHS=lengths is not None, REVERSE=reverse,
-                    WRITE_STEP=write_step, GEMM_IN_KERNEL=gemm_in_kernel, COMPUTE=tl_compute, **meta,
-                )
+                launch(acts, y, h0, c0, dy, dh_rec, later_grad, w_hh, dh, dc, dgx, dhg, dsteps[k % 2], lengths_arg,
+                       step, T, B, H)
             if not gemm_in_kernel:
                 torch.mm(step_grad(k, step), w_hh, out=dh_rec)
         first = step_grad(T - 1, 0)  # the gate gradients of each row's first step

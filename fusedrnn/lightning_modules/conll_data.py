@@ -6,6 +6,7 @@ the tag column is chosen by index. Tags in IOB1 are rewritten to IOB2 on reading
 """
 
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,29 @@ from torch.utils.data import DataLoader
 from fusedrnn.lightning_modules.tag_schemes import check_scheme, iob1_to_iob2, model_scheme, split_tag
 
 PAD, UNK = "<pad>", "<unk>"
+
+# A word's shape, which lowercased word embeddings lose: its id in the batch's `cases` (0 is padding).
+CASINGS = ("lower", "title", "upper", "mixed", "number", "has_digit", "other")
+_DIGIT = re.compile(r"\d")
+
+
+def casing(word: str) -> int:
+    """The id (1-based, 0 is padding) of the word's entry in CASINGS."""
+    if word.isdigit():
+        shape = "number"
+    elif _DIGIT.search(word):
+        shape = "has_digit"
+    elif word.islower():
+        shape = "lower"
+    elif word[0].isupper() and (len(word) == 1 or word[1:].islower()):
+        shape = "title"
+    elif word.isupper():
+        shape = "upper"
+    elif any(c.isalpha() for c in word):
+        shape = "mixed"
+    else:
+        shape = "other"
+    return 1 + CASINGS.index(shape)
 
 
 @dataclass
@@ -100,12 +124,14 @@ def tag_list(sentences: list[Sentence]) -> list[str]:
 
 
 class TaggedBatch(dict):
-    """words (B, L), chars (B, L, W), tags (B, L), mask (B, L) bool; padding is id 0 everywhere."""
+    """words (B, L), chars (B, L, W), cases (B, L) (`casing` ids), tags (B, L), mask (B, L) bool;
+    padding is id 0 everywhere."""
 
 
 class ConllDataModule(pl.LightningDataModule):
     """NER data from CoNLL files. Vocabularies come from the training file: words (lowercased unless
-    `lowercase=False`) that occur at least `min_word_freq` times, and every character.
+    `lowercase=False`, every digit written 0 with `normalize_digits`) that occur at least `min_word_freq`
+    times, and every character (characters are never normalised).
 
     Args:
         train_path, val_path, test_path: CoNLL files (test_path optional).
@@ -123,6 +149,7 @@ class ConllDataModule(pl.LightningDataModule):
         scheme: str = "IOB2",
         min_word_freq: int = 1,
         lowercase: bool = True,
+        normalize_digits: bool = False,
         max_word_len: int = 30,
         batch_size: int = 32,
     ):
@@ -131,6 +158,7 @@ class ConllDataModule(pl.LightningDataModule):
         self.paths = {"train": train_path, "val": val_path, "test": test_path}
         self.tag_column, self.scheme = tag_column, scheme
         self.min_word_freq, self.lowercase, self.max_word_len = min_word_freq, lowercase, max_word_len
+        self.normalize_digits = normalize_digits
         self.batch_size = batch_size
         self._sentences: dict[str, list[Sentence]] = {}
         self._vocabularies = None
@@ -160,9 +188,12 @@ class ConllDataModule(pl.LightningDataModule):
         return self._vocabularies
 
     def _norm(self, word: str) -> str:
-        return word.lower() if self.lowercase else word
+        """The form looked up in the word vocabulary. Digits as 0: "1996" and "1997" share an entry."""
+        word = word.lower() if self.lowercase else word
+        return _DIGIT.sub("0", word) if self.normalize_digits else word
 
-    def encode(self, sentences: list[Sentence]) -> list[tuple[list[int], list[list[int]], list[int]]]:
+    def encode(self, sentences: list[Sentence]) -> list[tuple[list[int], list[list[int]], list[int], list[int]]]:
+        """Each sentence as (word ids, character ids per word, casing ids, tag ids): what `collate` takes."""
         v = self.vocabularies
         words, chars = Vocabulary(v["words"].split("\n")), Vocabulary(v["chars"].split("\n"))
         tag_ids = {t: i for i, t in enumerate(v["tags"].split("\n"))}
@@ -174,6 +205,7 @@ class ConllDataModule(pl.LightningDataModule):
             encoded.append((
                 [words.id(self._norm(w)) for w in s.words],
                 [[chars.id(c) for c in w[: self.max_word_len]] for w in s.words],
+                [casing(w) for w in s.words],
                 [tag_ids[t] for t in s.tags],
             ))
         return encoded
@@ -198,17 +230,18 @@ class ConllDataModule(pl.LightningDataModule):
 
 
 def collate(items) -> TaggedBatch:
+    """Encoded sentences (ConllDataModule.encode) as one zero-padded batch."""
     B = len(items)
-    L = max(len(w) for w, _, _ in items)
-    W = max(len(c) for _, cs, _ in items for c in cs)
-    words = torch.zeros(B, L, dtype=torch.long)
+    L = max(len(item[0]) for item in items)
+    W = max(len(c) for item in items for c in item[1])
+    words, cases, tags = (torch.zeros(B, L, dtype=torch.long) for _ in range(3))
     chars = torch.zeros(B, L, W, dtype=torch.long)
-    tags = torch.zeros(B, L, dtype=torch.long)
-    for b, (w, cs, t) in enumerate(items):
+    for b, (w, cs, k, t) in enumerate(items):
         words[b, : len(w)] = torch.tensor(w)
+        cases[b, : len(k)] = torch.tensor(k)
         tags[b, : len(t)] = torch.tensor(t)
         for i, c in enumerate(cs):
             chars[b, i, : len(c)] = torch.tensor(c)
-    lengths = torch.tensor([len(w) for w, _, _ in items])
+    lengths = torch.tensor([len(item[0]) for item in items])
     mask = torch.arange(L)[None, :] < lengths[:, None]
-    return TaggedBatch(words=words, chars=chars, tags=tags, mask=mask)
+    return TaggedBatch(words=words, chars=chars, cases=cases, tags=tags, mask=mask)

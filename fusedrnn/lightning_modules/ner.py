@@ -1,8 +1,8 @@
 """BiLSTM-CRF named-entity tagger on the fused layers.
 
-Each word is represented by its embedding and the final states of a character-level BiLSTM run over
-its letters (packed: one sequence per word); a multi-layer word-level BiLSTM runs over the sentence
-(packed: one sequence per sentence); a linear layer gives per-tag emission scores, decoded by a
+Each word is represented by its embedding, optionally an embedding of its casing, and the final states
+of a character-level BiLSTM run over its letters (packed: one sequence per word); a multi-layer
+word-level BiLSTM runs over the sentence (packed: one sequence per sentence); a linear layer gives per-tag emission scores, decoded by a
 linear-chain CRF constrained to the tagging scheme, or by a per-token softmax.
 """
 
@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 import fusedrnn
+from fusedrnn.lightning_modules.conll_data import CASINGS
 from fusedrnn.lightning_modules.crf import LinearChainCRF
 from fusedrnn.lightning_modules.optim import adamw_with_schedule, check_lr_schedule
 from fusedrnn.lightning_modules.span_f1 import SpanF1
@@ -28,6 +29,8 @@ class NERTagger(pl.LightningModule):
         ConllDataModule.vocabularies; saved in checkpoints). One string rather than a list because
         LightningCLI and load_from_checkpoint type-check a list item by item: minutes for 20k words.
     scheme: IOB2 or BIOES, for CRF constraints and span F1.
+    case_dim: size of the casing embedding (conll_data.casing: lower, Title, UPPER, ...); 0 leaves it out.
+        It gives back what lowercased word embeddings lose, beside the character encoder.
     cell: "lstm" or "gru" for both encoders; backend: the fused layers' backend.
     decoder: "crf" or "softmax".
     word_dropout: probability of replacing a training word by the unknown token (teaches its embedding).
@@ -44,6 +47,7 @@ class NERTagger(pl.LightningModule):
         word_dim: int = 100,
         char_dim: int = 30,
         char_hidden: int = 50,
+        case_dim: int = 0,
         hidden_size: int = 200,
         num_layers: int = 1,
         dropout: float = 0.5,
@@ -60,6 +64,8 @@ class NERTagger(pl.LightningModule):
         check_lr_schedule(lr_schedule)
         if cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
+        if case_dim < 0:
+            raise ValueError(f"case_dim must be >= 0, got {case_dim}")
         if decoder not in ("crf", "softmax"):
             raise ValueError(f"decoder must be 'crf' or 'softmax', got {decoder!r}")
         self.save_hyperparameters()
@@ -69,8 +75,9 @@ class NERTagger(pl.LightningModule):
         self.word_embedding = nn.Embedding(len(words.split("\n")), word_dim, padding_idx=0)
         self.char_embedding = nn.Embedding(len(chars.split("\n")), char_dim, padding_idx=0)
         self.char_rnn = rnn(char_dim, char_hidden, bidirectional=True, batch_first=True, backend=backend)
+        self.case_embedding = nn.Embedding(len(CASINGS) + 1, case_dim, padding_idx=0) if case_dim else None
         self.word_rnn = rnn(
-            word_dim + 2 * char_hidden, hidden_size, num_layers, batch_first=True, bidirectional=True,
+            word_dim + case_dim + 2 * char_hidden, hidden_size, num_layers, batch_first=True, bidirectional=True,
             dropout=dropout if num_layers > 1 else 0.0, backend=backend,
         )
         self.drop = nn.Dropout(dropout)
@@ -82,8 +89,11 @@ class NERTagger(pl.LightningModule):
 
     # ---- model -------------------------------------------------------------------------------------
 
-    def emissions(self, words: torch.Tensor, chars: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """words (B, L), chars (B, L, W), mask (B, L) -> emission scores (B, L, tags)."""
+    def emissions(self, batch, words: torch.Tensor | None = None) -> torch.Tensor:
+        """A collated batch (conll_data.collate) -> emission scores (B, L, tags). `words` replaces the
+        batch's word ids (training replaces some by the unknown token)."""
+        words = batch["words"] if words is None else words
+        chars, mask = batch["chars"], batch["mask"]
         B, L = words.shape
         real = mask.flatten()
         word_chars = chars.flatten(0, 1)[real]  # the words that exist, each a character sequence
@@ -95,7 +105,10 @@ class NERTagger(pl.LightningModule):
         final = state[0] if isinstance(state, tuple) else state  # (2, words, char_hidden)
         spelling = final.new_zeros(B * L, 2 * self.hparams.char_hidden)
         spelling[real] = torch.cat([final[0], final[1]], dim=1)
-        x = torch.cat([self.word_embedding(words), spelling.view(B, L, -1)], dim=2)
+        features = [self.word_embedding(words), spelling.view(B, L, -1)]
+        if self.case_embedding is not None:
+            features.append(self.case_embedding(batch["cases"]))
+        x = torch.cat(features, dim=2)
         lengths = mask.sum(1).cpu()
         packed = pack_padded_sequence(self.drop(x), lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.word_rnn(packed)
@@ -116,7 +129,7 @@ class NERTagger(pl.LightningModule):
     @torch.no_grad()
     def tag(self, batch) -> list[list[str]]:
         """Predicted tag strings for a collated batch (conll_data.collate)."""
-        paths = self.decode(self.emissions(batch["words"], batch["chars"], batch["mask"]), batch["mask"])
+        paths = self.decode(self.emissions(batch), batch["mask"])
         return [[self.tag_names[i] for i in path] for path in paths]
 
     # ---- training and evaluation -------------------------------------------------------------------
@@ -129,13 +142,13 @@ class NERTagger(pl.LightningModule):
         if self.hparams.word_dropout > 0:
             drop = (torch.rand_like(words, dtype=torch.float) < self.hparams.word_dropout) & batch["mask"]
             words = torch.where(drop, torch.full_like(words, UNK_ID), words)
-        loss = self.loss(self.emissions(words, batch["chars"], batch["mask"]), batch["tags"], batch["mask"])
+        loss = self.loss(self.emissions(batch, words), batch["tags"], batch["mask"])
         self.log("train/loss", loss, batch_size=words.size(0))
         return loss
 
     def _evaluate(self, stage: str, batch) -> None:
         mask = batch["mask"]
-        emissions = self.emissions(batch["words"], batch["chars"], mask)
+        emissions = self.emissions(batch)
         self.log(f"{stage}/loss", self.loss(emissions, batch["tags"], mask), batch_size=mask.size(0), sync_dist=True)
         paths = self.decode(emissions, mask)
         names = self.tag_names
