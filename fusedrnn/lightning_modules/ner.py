@@ -2,8 +2,9 @@
 
 Each word is represented by its embedding, optionally an embedding of its casing, and the final states
 of a character-level BiLSTM run over its letters (packed: one sequence per word); a multi-layer
-word-level BiLSTM runs over the sentence (packed: one sequence per sentence); a linear layer gives per-tag emission scores, decoded by a
-linear-chain CRF constrained to the tagging scheme, or by a per-token softmax.
+word-level BiLSTM runs over the sentence (packed: one sequence per sentence); a linear layer gives
+per-tag emission scores, decoded by a linear-chain CRF constrained to the tagging scheme, or by a
+per-token softmax.
 """
 
 import lightning.pytorch as pl
