@@ -82,3 +82,28 @@ def test_fusedstep_backend_runs_the_gemm_in_the_kernel(monkeypatch, mode, how):
     rnn(x)[0].sum().backward()
     getattr(fusedrnn, mode + "Cell")(5, 4, backend="triton-fusedstep")(x[0])
     assert strategies == [True, True, True]  # forward, backward, cell
+
+
+@pytest.mark.parametrize("module", ["LSTM", "GRUCell"])
+def test_float32_products_may_use_tf32_as_the_torch_counterpart_does(monkeypatch, module):
+    """A sequence module follows torch.backends.cudnn.allow_tf32 (what nn.LSTM/GRU obey), a cell
+    torch.backends.cuda.matmul.allow_tf32 (what nn.LSTMCell/GRUCell obey)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    from fusedrnn.kernels import stepwise
+
+    seen = []
+    real = stepwise._dot_precision
+    monkeypatch.setattr(stepwise, "_dot_precision", lambda *a: seen.append(a[1]) or real(*a))
+    rnn = getattr(fusedrnn, module)(5, 4, backend="triton-fusedstep")
+    x = torch.randn(2, 3, 5) if module == "LSTM" else torch.randn(3, 5)
+    flags = torch.backends.cudnn if module == "LSTM" else torch.backends.cuda.matmul
+    before = flags.allow_tf32
+    try:
+        for allowed in (True, False):
+            flags.allow_tf32 = allowed
+            rnn(x)
+            assert seen[-1] is allowed
+    finally:
+        flags.allow_tf32 = before
+    assert stepwise._dot_precision(torch.float32, True) == "tf32"
+    assert stepwise._dot_precision(torch.bfloat16, True) == stepwise._dot_precision(torch.float64, True) == "ieee"

@@ -15,10 +15,10 @@ def cell_kernels(mode: str):
     raise ValueError(f"no fused kernels for mode {mode!r}")
 
 
-def recurrence(kernels, gx, w_hh, b_hh, initial, lengths, reverse, strategy: str = "triton"):
+def recurrence(kernels, gx, w_hh, b_hh, initial, lengths, reverse, strategy: str = "triton", allow_tf32=False):
     """`fusedrnn.kernels.stepwise.recurrence` for a Triton backend value ("triton": the stepwise
     strategy; "triton-fusedstep": the GEMM inside the step kernel), imported on first use."""
     from fusedrnn.kernels.stepwise import recurrence as stepwise_recurrence
 
     gemm_in_kernel = strategy == "triton-fusedstep"
-    return stepwise_recurrence(kernels, gx, w_hh, b_hh, initial, lengths, reverse, gemm_in_kernel)
+    return stepwise_recurrence(kernels, gx, w_hh, b_hh, initial, lengths, reverse, gemm_in_kernel, allow_tf32)

@@ -53,10 +53,9 @@ def _compute_dtype(dtype: torch.dtype) -> tuple[torch.dtype, Any]:
     return (torch.float64, tl.float64) if dtype == torch.float64 else (torch.float32, tl.float32)
 
 
-def _dot_precision(dtype: torch.dtype) -> str:
-    """float32 products in the in-kernel GEMM: TF32 when torch lets cuDNN's RNNs use it (the default of
-    `torch.backends.cudnn.allow_tf32`), as nn.LSTM does; exact-rounded otherwise and for float64."""
-    return "tf32" if dtype == torch.float32 and torch.backends.cudnn.allow_tf32 else "ieee"
+def _dot_precision(dtype: torch.dtype, allow_tf32: bool) -> str:
+    """The in-kernel GEMM's products: TF32 tensor cores for float32 when allowed, else exact-rounded."""
+    return "tf32" if dtype == torch.float32 and allow_tf32 else "ieee"
 
 
 def _blocks(B: int, H: int, dtype: torch.dtype, gemm_in_kernel: bool) -> tuple[tuple[int, int], dict]:
@@ -71,8 +70,7 @@ def _blocks(B: int, H: int, dtype: torch.dtype, gemm_in_kernel: bool) -> tuple[t
         block_b = max(1, min(triton.next_power_of_2(B), 2048 // block_h))
         block_k = 16  # unused
     grid = (triton.cdiv(B, block_b), triton.cdiv(H, block_h))
-    return grid, dict(BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k, DOT_PRECISION=_dot_precision(dtype),
-                      num_warps=4)
+    return grid, dict(BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k, num_warps=4)
 
 
 # FUSEDRNN_DIRECT_LAUNCH=0 sends every launch through Triton's JIT (to measure or rule out StepLauncher).
@@ -109,8 +107,8 @@ class StepLauncher:
 
 class StepwiseRecurrence(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, kernels: CellKernels, reverse: bool, store_acts: bool, gemm_in_kernel: bool, lengths, gx, w_hh,
-                b_hh, *initial):
+    def forward(ctx, kernels: CellKernels, reverse: bool, store_acts: bool, gemm_in_kernel: bool, allow_tf32: bool,
+                lengths, gx, w_hh, b_hh, *initial):
         T, B, _ = gx.shape
         H = w_hh.shape[1]
         dtype = gx.dtype
@@ -128,6 +126,7 @@ class StepwiseRecurrence(torch.autograd.Function):
         hg = y if gemm_in_kernel else _new_empty(gx, B, kernels.gates * H)  # hg unused with the GEMM in the kernel
         w_hh_t = w_hh.t()
         grid, meta = _blocks(B, H, dtype, gemm_in_kernel)
+        meta["DOT_PRECISION"] = _dot_precision(dtype, allow_tf32)
         launch = StepLauncher(kernels.forward_step, grid, dict(
             HAS_LENGTHS=lengths is not None, REVERSE=reverse, STORE_ACTS=store_acts, GEMM_IN_KERNEL=gemm_in_kernel,
             HAS_BIAS=b_hh is not None, COMPUTE=tl_compute, **meta,
@@ -144,7 +143,7 @@ class StepwiseRecurrence(torch.autograd.Function):
             if B:
                 launch(gx, hg, w_hh, bias, h_in, h_out, c, y, acts, lengths_arg, step, T, B, H)
         ctx.kernels, ctx.reverse, ctx.has_init, ctx.has_bias = kernels, reverse, has_init, b_hh is not None
-        ctx.gemm_in_kernel = gemm_in_kernel
+        ctx.gemm_in_kernel, ctx.allow_tf32 = gemm_in_kernel, allow_tf32
         ctx.save_for_backward(acts, y, w_hh, lengths, h0, c0)
         h = h_bufs[T % 2]
         if kernels.has_cell_state:
@@ -174,6 +173,7 @@ class StepwiseRecurrence(torch.autograd.Function):
         else:
             dsteps = (dgx, dgx)  # not written
         grid, meta = _blocks(B, H, y.dtype, gemm_in_kernel)
+        meta["DOT_PRECISION"] = _dot_precision(y.dtype, ctx.allow_tf32)
         launch = StepLauncher(kernels.backward_step, grid, dict(
             HAS_INIT=ctx.has_init, HAS_LENGTHS=lengths is not None, REVERSE=reverse, WRITE_STEP=write_step,
             GEMM_IN_KERNEL=gemm_in_kernel, COMPUTE=tl_compute, **meta,
@@ -199,7 +199,7 @@ class StepwiseRecurrence(torch.autograd.Function):
         # dW_hh = sum_t dhg_t^T h_{t-1}. h_{t-1} is y at the previous time (zero in padding, where dhg
         # is zero too); each row's first step uses h0.
         d_w_hh = None
-        if ctx.needs_input_grad[6]:
+        if ctx.needs_input_grad[7]:
             if T > 1:
                 later, earlier = (dhg[:-1], y[1:]) if reverse else (dhg[1:], y[:-1])
                 d_w_hh = later.reshape(-1, GH).t() @ earlier.reshape(-1, H)
@@ -207,11 +207,11 @@ class StepwiseRecurrence(torch.autograd.Function):
                 d_w_hh = w_hh.new_zeros(w_hh.shape)
             if ctx.has_init:
                 d_w_hh = d_w_hh + first.t() @ h0
-        d_b_hh = dhg.sum((0, 1)) if ctx.has_bias and ctx.needs_input_grad[7] else None
+        d_b_hh = dhg.sum((0, 1)) if ctx.has_bias and ctx.needs_input_grad[8] else None
         d_h0 = (dh + dh_rec.to(compute)).to(y.dtype)
         d_initial = (d_h0, dc.to(y.dtype)) if kernels.has_cell_state else (d_h0,)
-        d_initial = tuple(g if needed else None for g, needed in zip(d_initial, ctx.needs_input_grad[8:]))
-        return None, None, None, None, None, dgx, d_w_hh, d_b_hh, *d_initial
+        d_initial = tuple(g if needed else None for g, needed in zip(d_initial, ctx.needs_input_grad[9:]))
+        return None, None, None, None, None, None, dgx, d_w_hh, d_b_hh, *d_initial
 
 
 def recurrence(
@@ -223,9 +223,11 @@ def recurrence(
     lengths: torch.Tensor | None,
     reverse: bool,
     gemm_in_kernel: bool = False,
+    allow_tf32: bool = False,
 ) -> tuple[torch.Tensor, ...]:
     """Differentiable recurrence of one direction, stepwise or (gemm_in_kernel) fusedstep; returns
-    (y, *final_states).
+    (y, *final_states). allow_tf32: float32 products of the in-kernel GEMM may use TF32 tensor cores (the
+    modules pass torch's flag for their torch counterpart; the stepwise GEMM follows torch's matmul flag).
 
     Weights and states are cast to gx's dtype (so autocast works); kernels get contiguous tensors.
     """
@@ -240,4 +242,4 @@ def recurrence(
     # sees inputs that require grad, so grad mode is read here, outside it.
     tensors = (gx, w_hh, b_hh, *initial)
     store_acts = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    return StepwiseRecurrence.apply(kernels, reverse, store_acts, gemm_in_kernel, lengths, *tensors)
+    return StepwiseRecurrence.apply(kernels, reverse, store_acts, gemm_in_kernel, allow_tf32, lengths, *tensors)

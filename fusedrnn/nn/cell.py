@@ -1,5 +1,6 @@
 """Drop-in `LSTMCell` and `GRUCell`: one step of the fused stepwise recurrence (a sequence of length 1)."""
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -38,7 +39,9 @@ class FusedCellMixin(BackendOption):
         gx = F.linear(input, self.weight_ih, self.bias_ih).unsqueeze(0)
         initial = states if states is not None else (None,) * (2 if has_cell_state else 1)
         kernels = cell_kernels(self.mode)
-        _, *final = recurrence(kernels, gx, self.weight_hh, self.bias_hh, initial, None, False, implementation)
+        # As nn.LSTMCell/GRUCell (cuBLAS): float32 products may use TF32 only when torch's matmul flag allows it.
+        _, *final = recurrence(kernels, gx, self.weight_hh, self.bias_hh, initial, None, False, implementation,
+                               allow_tf32=torch.backends.cuda.matmul.allow_tf32)
         if not batched:
             final = [s.squeeze(0) for s in final]
         return tuple(final) if has_cell_state else final[0]

@@ -108,7 +108,9 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
             index = layer * directions + d
             initial = tuple(s[index] for s in states) if states is not None else (None,) * n_states
             w_hh = getattr(rnn, f"weight_hh_{suffix}")
-            y, *final = recurrence(kernels, gx, w_hh, b_hh, initial, lengths, d == 1, strategy)
+            # As nn.LSTM/GRU on cuDNN: float32 recurrent products may use TF32 when cudnn allows it.
+            y, *final = recurrence(kernels, gx, w_hh, b_hh, initial, lengths, d == 1, strategy,
+                                   allow_tf32=torch.backends.cudnn.allow_tf32)
             outputs.append(y)
             for acc, s in zip(finals, final):
                 acc.append(s)
