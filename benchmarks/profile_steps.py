@@ -125,13 +125,14 @@ def main() -> int:
         return 2
     batch, hidden, seq_len = parse_shape(args.shape)
     providers = ([] if DRY else ["cudnn"]) + [f"fusedrnn-{s}" for s in FUSED_STRATEGIES]
-    if stepwise.DIRECT_LAUNCH:  # the same run without StepLauncher's direct launches, for comparison
+    default_launch = stepwise.DIRECT_LAUNCH
+    for direct in (False, True):  # StepLauncher's direct launches off and on (opt-in until a GPU run checks them)
+        stepwise.DIRECT_LAUNCH = direct
         for dtype in map(parse_dtype, args.dtypes.split(",")):
-            stepwise.DIRECT_LAUNCH = False
             case = Case("sequence", "LSTM", dtype, batch, hidden, hidden, seq_len)
-            print("\nWithout direct launches (FUSEDRNN_DIRECT_LAUNCH=0):", end="")
+            print(f"\nFUSEDRNN_DIRECT_LAUNCH={int(direct)}:", end="")
             profile_case(case, "fusedrnn-fusedstep", device, 2)
-            stepwise.DIRECT_LAUNCH = True
+    stepwise.DIRECT_LAUNCH = default_launch
     for cell in args.cells.split(","):
         for dtype in map(parse_dtype, args.dtypes.split(",")):
             case = Case("sequence", cell.strip(), dtype, batch, hidden, hidden, seq_len)

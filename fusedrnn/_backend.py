@@ -1,9 +1,10 @@
 """Which implementation runs a forward: the fused Triton kernels or torch's own.  `auto` picks Triton for
 CUDA tensors and torch (the very code `torch.nn` runs) everywhere else. Two Triton strategies:
 `triton-fusedstep` does the recurrent GEMM inside the step kernel (one launch per step), `triton` is the
-stepwise strategy (a cuBLAS GEMM and a fused pointwise kernel per step). On CUDA `auto` picks fusedstep,
-which an H100 run showed correct and faster (benchmarks/NOTES.md), except for float64, whose in-kernel
-GEMM has never been compiled on a GPU. A Triton backend on CPU tensors runs the kernels in Triton's
+stepwise strategy (a cuBLAS GEMM and a fused pointwise kernel per step). On CUDA `auto` picks fusedstep
+for bfloat16 and float16, which an H100 run showed correct and faster (benchmarks/NOTES.md), and stepwise
+for float32 (fusedstep's TF32 GEMM has not run on a GPU yet) and float64 (its in-kernel GEMM has never
+been compiled on one). A Triton backend on CPU tensors runs the kernels in Triton's
 interpreter, which needs TRITON_INTERPRET=1 set before triton is first imported. The environment
 variable FUSEDRNN_BACKEND sets the default.
 """
@@ -16,6 +17,8 @@ import torch
 BACKENDS = ("auto", "triton", "triton-fusedstep", "torch")
 TRITON_BACKENDS = ("triton", "triton-fusedstep")
 ENV_VAR = "FUSEDRNN_BACKEND"
+# Where `auto` picks fusedstep on CUDA: a committed GPU result shows it correct and faster there.
+GPU_CHECKED_FUSEDSTEP_DTYPES = (torch.bfloat16, torch.float16)
 
 
 def check_backend(backend: str | None) -> str | None:
@@ -50,7 +53,7 @@ def resolve(backend: str | None, tensor: torch.Tensor) -> str:
     if choice == "auto":
         if not (on_gpu and triton_available()):
             return "torch"
-        return "triton" if tensor.dtype == torch.float64 else "triton-fusedstep"
+        return "triton-fusedstep" if tensor.dtype in GPU_CHECKED_FUSEDSTEP_DTYPES else "triton"
     if not triton_available():
         raise RuntimeError(f"backend={choice!r} needs the triton package: pip install triton")
     if not on_gpu and not interpreter_enabled():

@@ -59,11 +59,16 @@ def assert_within_torch_error(names, got, theirs, expected, dtype):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("direct_launch", [False, True], ids=["jit-launch", "direct-launch"])
 @pytest.mark.parametrize("backend", TRITON_BACKENDS)
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
-def test_layer_against_cudnn(backend, mode, dtype, shape):
+def test_layer_against_cudnn(backend, mode, dtype, shape, direct_launch, monkeypatch):
+    """Every strategy, launched through Triton's JIT and directly (StepLauncher), against float64 and cuDNN."""
+    from fusedrnn.kernels import stepwise
+
+    monkeypatch.setattr(stepwise, "DIRECT_LAUNCH", direct_launch)
     B, H, T, extra, packed = shape
     torch.manual_seed(B * H + T)
     reference = getattr(nn, mode)(H, H, device=DEVICE, dtype=torch.float64, **extra)

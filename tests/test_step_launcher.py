@@ -4,9 +4,16 @@ The direct launch itself runs only on a GPU (tests/test_gpu.py checks its result
 stand-in for Triton's JIT function and compiled kernel records which path each launch took.
 """
 
+import pytest
 import torch
 
+from fusedrnn.kernels import stepwise
 from fusedrnn.kernels.stepwise import StepLauncher
+
+
+@pytest.fixture(autouse=True)
+def direct_launches_on(monkeypatch):
+    monkeypatch.setattr(stepwise, "DIRECT_LAUNCH", True)
 
 
 class FakeCompiled:
@@ -58,8 +65,6 @@ def test_interpreter_goes_through_triton_every_time():
 
 
 def test_direct_launches_can_be_switched_off(monkeypatch):
-    from fusedrnn.kernels import stepwise
-
     monkeypatch.setattr(stepwise, "DIRECT_LAUNCH", False)
     kernel = FakeJit()
     launch = StepLauncher(kernel, (1,), dict(FLAG=False, BLOCK=8))

@@ -73,8 +73,9 @@ def _blocks(B: int, H: int, dtype: torch.dtype, gemm_in_kernel: bool) -> tuple[t
     return grid, dict(BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k, num_warps=4)
 
 
-# FUSEDRNN_DIRECT_LAUNCH=0 sends every launch through Triton's JIT (to measure or rule out StepLauncher).
-DIRECT_LAUNCH = os.environ.get("FUSEDRNN_DIRECT_LAUNCH", "1") != "0"
+# FUSEDRNN_DIRECT_LAUNCH=1 turns on StepLauncher's direct launches. Opt-in until a GPU run has checked
+# them (tests/test_gpu.py runs the layers both ways); off, every launch goes through Triton's JIT.
+DIRECT_LAUNCH = os.environ.get("FUSEDRNN_DIRECT_LAUNCH", "0") == "1"
 
 
 class StepLauncher:
@@ -85,7 +86,8 @@ class StepLauncher:
     it and keeps the compiled kernel; later launches call that kernel directly as long as each tensor keeps
     the 16-byte alignment it was compiled for (its other specialisations, dtypes and the integer sizes, do
     not change within one recurrence; `step` is never specialised), and go through Triton again when one
-    does not. Under the interpreter there is no compiled kernel and every launch goes through Triton.
+    does not. Under the interpreter there is no compiled kernel and every launch goes through Triton, as
+    every launch does while DIRECT_LAUNCH is off.
     """
 
     def __init__(self, kernel, grid: tuple[int, ...], constexprs: dict):
