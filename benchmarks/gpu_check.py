@@ -70,12 +70,11 @@ def main() -> int:
 
     say(f"# fusedrnn gpu-check {stamp}{' (DRY RUN on CPU, Triton interpreter)' if DRY else ''}")
     say(f"python {platform.python_version()}, torch {torch.__version__}, cuda {torch.version.cuda}")
-    try:
-        import triton
-
-        say(f"triton {triton.__version__}")
-    except ImportError:
-        say("triton: not installed")
+    for package in ("triton", "lightning", "torchmetrics", "jsonargparse", "wandb"):  # what gpu-quality needs too
+        try:
+            say(f"{package} {__import__(package).__version__}")
+        except ImportError:
+            say(f"{package}: not installed")
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     say(f"commit {commit.stdout.strip() or 'unknown'}")
     if not DRY:

@@ -40,25 +40,26 @@ class FakeJit:
         return run
 
 
-def test_reuses_the_compiled_kernel_while_alignment_holds():
+def test_reuses_a_compiled_kernel_per_alignment_of_the_varying_tensors():
     kernel = FakeJit()
-    launch = StepLauncher(kernel, (2, 3), dict(FLAG=True, BLOCK=16, num_warps=4))
+    launch = StepLauncher(kernel, (2, 3), dict(FLAG=True, BLOCK=16, num_warps=4), varying=(0,))
     x = torch.zeros(64)
     launch(x, 0)
     launch(x, 1)
-    launch(x[1:], 2)  # 4 bytes off: not what the kernel was compiled for
+    launch(x[1:], 2)  # 4 bytes off: not what the first kernel was compiled for
     launch(x[1:], 3)
-    launch(x[4:], 4)  # 16 bytes off: aligned again, compiled anew for it
+    launch(x[4:], 4)  # 16 bytes off: aligned, as the first
     paths = [entry[0] for entry in kernel.log]
-    assert paths == ["jit", "direct", "jit", "direct", "jit"]
+    assert paths == ["jit", "direct", "jit", "direct", "direct"]
     assert kernel.log[0] == ("jit", (2, 3), (x, 0), dict(FLAG=True, BLOCK=16, num_warps=4))
     # Direct launches pass the compile-time parameters in signature order, launch options left out.
     assert kernel.log[1] == ("direct", (2, 3), (x, 1, True, 16))
+    assert kernel.log[4][2][0].data_ptr() == x[4:].data_ptr()
 
 
 def test_interpreter_goes_through_triton_every_time():
     kernel = FakeJit(compiles=False)
-    launch = StepLauncher(kernel, (1,), dict(FLAG=False, BLOCK=8))
+    launch = StepLauncher(kernel, (1,), dict(FLAG=False, BLOCK=8), varying=(0,))
     for step in range(3):
         launch(torch.zeros(4), step)
     assert [entry[0] for entry in kernel.log] == ["jit"] * 3
@@ -67,7 +68,7 @@ def test_interpreter_goes_through_triton_every_time():
 def test_direct_launches_can_be_switched_off(monkeypatch):
     monkeypatch.setattr(stepwise, "DIRECT_LAUNCH", False)
     kernel = FakeJit()
-    launch = StepLauncher(kernel, (1,), dict(FLAG=False, BLOCK=8))
+    launch = StepLauncher(kernel, (1,), dict(FLAG=False, BLOCK=8), varying=(0,))
     for step in range(3):
         launch(torch.zeros(4), step)
     assert [entry[0] for entry in kernel.log] == ["jit"] * 3

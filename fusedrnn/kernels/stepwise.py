@@ -83,28 +83,29 @@ class StepLauncher:
 
     Triton's `kernel[grid](...)` binds and specialises every argument on every call: tens of µs on the
     host, more than a step's GPU time at common sizes (benchmarks/NOTES.md). The first launch goes through
-    it and keeps the compiled kernel; later launches call that kernel directly as long as each tensor keeps
-    the 16-byte alignment it was compiled for (its other specialisations, dtypes and the integer sizes, do
-    not change within one recurrence; `step` is never specialised), and go through Triton again when one
-    does not. Under the interpreter there is no compiled kernel and every launch goes through Triton, as
-    every launch does while DIRECT_LAUNCH is off.
+    it and keeps the compiled kernel; later launches call that kernel directly. That is sound because
+    nothing Triton specialises on changes between launches: the caller passes the same tensors and sizes
+    every time except at the positions in `varying` (and `step`, which the kernels never specialise), and
+    for those the 16-byte alignment each compiled kernel assumed is checked at every launch, a new one
+    going through Triton once. Under the interpreter there is no compiled kernel and every launch goes
+    through Triton, as every launch does while DIRECT_LAUNCH is off.
     """
 
-    def __init__(self, kernel, grid: tuple[int, ...], constexprs: dict):
-        self.kernel, self.grid, self.constexprs = kernel, grid, constexprs
-        self.compiled, self.alignment, self.tail = None, None, ()
+    def __init__(self, kernel, grid: tuple[int, ...], constexprs: dict, varying: tuple[int, ...]):
+        self.kernel, self.grid, self.constexprs, self.varying = kernel, grid, constexprs, varying
+        self.direct = {}  # alignment of the varying tensors -> the compiled kernel's launcher
+        self.tail = ()  # the compile-time parameters, which the compiled kernel takes positionally after the rest
 
     def __call__(self, *args) -> None:
-        alignment = tuple(a.data_ptr() % 16 == 0 for a in args if isinstance(a, torch.Tensor))
-        if self.compiled is not None and alignment == self.alignment:
-            # The compiled kernel takes every parameter in order, compile-time ones included.
-            self.compiled[self.grid](*args, *self.tail)
+        alignment = tuple(args[i].data_ptr() % 16 == 0 for i in self.varying)
+        launcher = self.direct.get(alignment)
+        if launcher is not None:
+            launcher(*args, *self.tail)
             return
         compiled = self.kernel[self.grid](*args, **self.constexprs)
         if DIRECT_LAUNCH and hasattr(compiled, "function"):  # a CompiledKernel: not under the interpreter
-            names = self.kernel.arg_names[len(args):]
-            self.compiled, self.alignment = compiled, alignment
-            self.tail = tuple(self.constexprs[name] for name in names)
+            self.tail = tuple(self.constexprs[name] for name in self.kernel.arg_names[len(args):])
+            self.direct[alignment] = compiled[self.grid]
 
 
 class StepwiseRecurrence(torch.autograd.Function):
@@ -132,7 +133,7 @@ class StepwiseRecurrence(torch.autograd.Function):
         launch = StepLauncher(kernels.forward_step, grid, dict(
             HAS_LENGTHS=lengths is not None, REVERSE=reverse, STORE_ACTS=store_acts, GEMM_IN_KERNEL=gemm_in_kernel,
             HAS_BIAS=b_hh is not None, COMPUTE=tl_compute, **meta,
-        ))
+        ), varying=(4, 5))  # h_in, h_out
         bias = b_hh if b_hh is not None else w_hh  # stand-ins for absent tensors are never read
         lengths_arg = lengths if lengths is not None else y
         for step in range(T):
@@ -179,7 +180,7 @@ class StepwiseRecurrence(torch.autograd.Function):
         launch = StepLauncher(kernels.backward_step, grid, dict(
             HAS_INIT=ctx.has_init, HAS_LENGTHS=lengths is not None, REVERSE=reverse, WRITE_STEP=write_step,
             GEMM_IN_KERNEL=gemm_in_kernel, COMPUTE=tl_compute, **meta,
-        ))
+        ), varying=(6, 12))  # the later step's gradients, this step's dstep buffer
         lengths_arg = lengths if lengths is not None else y
 
         def step_grad(k: int, step: int) -> torch.Tensor:
