@@ -1,0 +1,60 @@
+"""Host time of fusedrnn's own Python per time step, measured on the CPU with the step kernels as no-ops.
+
+    PYTHONPATH=. python benchmarks/host_overhead.py [--steps 256] [--repeats 7]
+
+On a GPU the step loop is bound by the host (benchmarks/NOTES.md): each step costs the driver's Python
+plus one kernel launch. This script times the first part alone, anywhere: a fused LSTM layer runs
+forward+backward over CPU tensors with both step kernels replaced by functions that do nothing, so what
+is left is the driver (argument handling, StepLauncher's checks, the backward's bookkeeping) and, for the
+stepwise strategy, torch's per-step GEMM on tiny CPU tensors. Triton's own launch cost is not included.
+Prints the median over repeats, per time step (one forward and one backward launch).
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # the fused backends accept CPU tensors
+
+import torch  # noqa: E402
+
+import fusedrnn  # noqa: E402
+import fusedrnn.nn.stack as stack  # noqa: E402
+from fusedrnn.kernels import stepwise  # noqa: E402
+from fusedrnn.kernels.lstm import LSTM_KERNELS  # noqa: E402
+
+
+class NoopKernel:
+    """Stands in for a Triton kernel: `kernel[grid](...)` does nothing and returns no compiled kernel."""
+
+    arg_names: list[str] = []
+
+    def __getitem__(self, grid):
+        return lambda *args, **constexprs: None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    noop = stepwise.CellKernels(
+        "LSTM", LSTM_KERNELS.gates, LSTM_KERNELS.saved_blocks, True, True, NoopKernel(), NoopKernel()
+    )
+    stack.cell_kernels = lambda mode: noop
+    x = torch.randn(args.steps, 4, 16, requires_grad=True)
+    for backend in ("triton", "triton-fusedstep"):
+        lstm = fusedrnn.LSTM(16, 16, backend=backend)
+        per_step = []
+        for _ in range(args.repeats + 1):
+            start = time.perf_counter()
+            lstm(x)[0].sum().backward()
+            per_step.append((time.perf_counter() - start) / args.steps * 1e6)
+        print(f"{backend:18s} {statistics.median(per_step[1:]):6.1f} us per step (forward+backward), "
+              f"median of {args.repeats}, T={args.steps}")
+
+
+if __name__ == "__main__":
+    main()
