@@ -11,11 +11,14 @@ variable FUSEDRNN_BACKEND sets the default.
 
 import importlib.util
 import os
+from typing import Literal, get_args
 
 import torch
 
-BACKENDS = ("auto", "triton", "triton-fusedstep", "torch")
-TRITON_BACKENDS = ("triton", "triton-fusedstep")
+Backend = Literal["auto", "triton", "triton-fusedstep", "torch"]  # for annotations (LightningCLI reads them)
+BACKENDS = get_args(Backend)
+STEPWISE, FUSEDSTEP = "triton", "triton-fusedstep"  # the Triton strategies' backend values
+TRITON_BACKENDS = (STEPWISE, FUSEDSTEP)
 ENV_VAR = "FUSEDRNN_BACKEND"
 # Where `auto` picks fusedstep on CUDA: a committed GPU result shows it correct and faster there.
 GPU_CHECKED_FUSEDSTEP_DTYPES = (torch.bfloat16, torch.float16)
@@ -53,7 +56,7 @@ def resolve(backend: str | None, tensor: torch.Tensor) -> str:
     if choice == "auto":
         if not (on_gpu and triton_available()):
             return "torch"
-        return "triton-fusedstep" if tensor.dtype in GPU_CHECKED_FUSEDSTEP_DTYPES else "triton"
+        return FUSEDSTEP if tensor.dtype in GPU_CHECKED_FUSEDSTEP_DTYPES else STEPWISE
     if not triton_available():
         raise RuntimeError(f"backend={choice!r} needs the triton package: pip install triton")
     if not on_gpu and not interpreter_enabled():

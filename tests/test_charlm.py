@@ -134,7 +134,7 @@ class StepLosses(pl.Callback):
 def test_fast_dev_run_backends_agree(text_file, cell):
     """Same seed, same initial weights: the Triton kernels (interpreter) and torch train alike."""
     losses = {}
-    for backend in ("torch", "triton"):
+    for backend in ("torch", "triton", "triton-fusedstep"):
         dm = TextDataModule(str(text_file), batch_size=3, seq_len=7)
         pl.seed_everything(7, verbose=False)
         model = tiny_model(dm.vocab, cell=cell, hidden_size=19, backend=backend, lr=3e-2, lr_schedule="none")
@@ -143,6 +143,7 @@ def test_fast_dev_run_backends_agree(text_file, cell):
         losses[backend] = recorder.losses
     assert len(losses["torch"]) == 4
     assert losses["triton"] == pytest.approx(losses["torch"], rel=1e-4, abs=1e-5)
+    assert losses["triton-fusedstep"] == pytest.approx(losses["torch"], rel=1e-4, abs=1e-5)
     assert losses["torch"][-1] < losses["torch"][0]  # it learns
 
 

@@ -18,7 +18,8 @@ def cell_kernels(mode: str):
 def recurrence(kernels, gx, w_hh, b_hh, initial, lengths, reverse, strategy: str = "triton", allow_tf32=False):
     """`fusedrnn.kernels.stepwise.recurrence` for a Triton backend value ("triton": the stepwise
     strategy; "triton-fusedstep": the GEMM inside the step kernel), imported on first use."""
+    from fusedrnn._backend import FUSEDSTEP
     from fusedrnn.kernels.stepwise import recurrence as stepwise_recurrence
 
-    gemm_in_kernel = strategy == "triton-fusedstep"
+    gemm_in_kernel = strategy == FUSEDSTEP
     return stepwise_recurrence(kernels, gx, w_hh, b_hh, initial, lengths, reverse, gemm_in_kernel, allow_tf32)

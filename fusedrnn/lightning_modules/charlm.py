@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 import fusedrnn
+from fusedrnn._backend import Backend
 from fusedrnn.lightning_modules.checkpoints import load_model
 from fusedrnn.lightning_modules.optim import adamw_with_schedule, check_lr_schedule
 from fusedrnn.lightning_modules.text_data import CharVocab
@@ -37,7 +38,7 @@ class CharLM(pl.LightningModule):
         num_layers: stacked recurrent layers.
         dropout: on the embeddings, between recurrent layers and before the head.
         tie_weights: share the embedding matrix with the head (needs embedding_dim == hidden_size).
-        backend: the fused layers' backend: "auto" (Triton on CUDA), "triton" or "torch".
+        backend: the fused layers' backend: "auto" (Triton on CUDA), "triton-fusedstep", "triton" or "torch".
         lr: AdamW's (peak) learning rate.
         weight_decay: AdamW's decoupled weight decay.
         lr_schedule: "cosine" (linear warm-up, then cosine decay to min_lr_ratio * lr over the run),
@@ -55,7 +56,7 @@ class CharLM(pl.LightningModule):
         num_layers: int = 2,
         dropout: float = 0.2,
         tie_weights: bool = False,
-        backend: Literal["auto", "triton", "torch"] = "auto",
+        backend: Backend = "auto",
         lr: float = 2e-3,
         weight_decay: float = 0.01,
         lr_schedule: Literal["cosine", "plateau", "none"] = "cosine",

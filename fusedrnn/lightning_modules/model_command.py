@@ -5,6 +5,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from fusedrnn._backend import BACKENDS
+
 
 def run_model_command(
     argv: Sequence[str] | None, usage: str, train: Callable[[list[str]], int], **own: Callable[[list[str]], int]
@@ -27,7 +29,7 @@ def checkpoint_parser(prog: str, description: str, written_by: str) -> argparse.
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     parser.add_argument(
         "--backend",
-        choices=("auto", "triton", "torch"),
+        choices=BACKENDS,
         default="auto",
         help="fused-layer backend (default: auto, which runs Triton on CUDA and torch on CPU)",
     )

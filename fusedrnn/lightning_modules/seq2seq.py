@@ -23,6 +23,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.text import SacreBLEUScore
 
 import fusedrnn
+from fusedrnn._backend import Backend
 from fusedrnn.lightning_modules.checkpoints import load_model
 from fusedrnn.lightning_modules.optim import adamw_with_schedule
 from fusedrnn.lightning_modules.parallel_data import Vocab, detokenize, tokenize
@@ -88,7 +89,7 @@ class Seq2Seq(pl.LightningModule):
         attention_size: the hidden size of additive scoring (unused by multiplicative).
         dropout: on embeddings, between encoder layers, and on attentional vectors before the output layer.
         label_smoothing: of the training cross-entropy (validation and test report the plain one).
-        backend: the fused layers' backend: "auto" (Triton on CUDA), "triton" or "torch".
+        backend: the fused layers' backend: "auto" (Triton on CUDA), "triton-fusedstep", "triton" or "torch".
         lr, weight_decay: AdamW settings.
         lr_schedule: "plateau" (halve lr when val/loss stops falling) or "none" (see optim.py).
         val_beam_size: beam size for validation BLEU (1: greedy, the fastest).
@@ -112,7 +113,7 @@ class Seq2Seq(pl.LightningModule):
         attention_size: int = 256,
         dropout: float = 0.3,
         label_smoothing: float = 0.1,
-        backend: Literal["auto", "triton", "torch"] = "auto",
+        backend: Backend = "auto",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         lr_schedule: Literal["plateau", "none"] = "plateau",

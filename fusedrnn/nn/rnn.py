@@ -35,8 +35,9 @@ class LSTM(FusedRNNMixin, nn.LSTM):
     """`torch.nn.LSTM` with fused Triton kernels on CUDA.
 
     Same arguments as `torch.nn.LSTM` plus `backend`: "auto" (Triton on CUDA tensors, torch elsewhere),
-    "triton" (the stepwise kernels), "triton-fusedstep" (opt-in: the recurrent GEMM inside the step
-    kernel) or "torch"; None (default) reads the environment variable FUSEDRNN_BACKEND, else "auto".
+    "triton-fusedstep" (the recurrent GEMM inside the step kernel), "triton" (the stepwise kernels) or
+    "torch"; None (default) reads the environment variable FUSEDRNN_BACKEND, else "auto". Which Triton
+    strategy "auto" picks per dtype: fusedrnn/_backend.py.
 
         >>> lstm = fusedrnn.LSTM(32, 64, num_layers=2, bidirectional=True).cuda()
         >>> output, (h_n, c_n) = lstm(x)
