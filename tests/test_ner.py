@@ -99,6 +99,12 @@ def test_fast_dev_run_fit_with_both_backends(data, tmp_path, backend):
     assert main(fit_args(data, tmp_path, backend, ["--trainer.fast_dev_run", "1"])) == 0
 
 
+def test_fast_dev_run_with_every_input_feature(data, tmp_path):
+    extra = ["--trainer.fast_dev_run", "1", "--data.feature_columns", "[1, 2]", "--model.feature_dim", "3",
+             "--model.case_dim", "2", "--data.normalize_digits", "true"]
+    assert main(fit_args(data, tmp_path, "torch", extra)) == 0
+
+
 @pytest.mark.parametrize("decoder", ["crf", "softmax"])
 def test_both_backends_give_the_same_emissions(data, decoder):
     dm = ConllDataModule(data["train"], data["dev"])
@@ -160,9 +166,40 @@ def test_short_fit_on_conll2003_reads_the_files_and_learns():
 
 
 def test_collate_pads_with_zeros():
-    batch = collate([([3, 4], [[2], [3, 4]], [2, 1], [1, 0]), ([5], [[2, 2, 2]], [3], [2])])
+    batch = collate([([3, 4], [[2], [3, 4]], [2, 1], [[5, 6], [7, 8]], [1, 0]), ([5], [[2, 2, 2]], [3], [[9, 4]], [2])])
     assert batch["chars"].shape == (2, 2, 3) and batch["mask"].tolist() == [[True, True], [True, False]]
     assert batch["cases"].tolist() == [[2, 1], [3, 0]] and batch["tags"].tolist() == [[1, 0], [2, 0]]
+    assert batch["features"].tolist() == [[[5, 6], [7, 8]], [[9, 4], [0, 0]]]
+    no_features = collate([([3], [[2]], [1], [[]], [0])])
+    assert no_features["features"].shape == (1, 1, 0)
+
+
+def test_feature_columns_become_vocabularies_ids_and_embeddings(data):
+    dm = ConllDataModule(data["train"], data["dev"], feature_columns=[1, 2])  # the generated POS and chunk columns
+    features = dm.vocabularies["features"].split("\n")
+    assert [line.split(" ") for line in features] == [["<pad>", "<unk>", "NNP"], ["<pad>", "<unk>", "B-NP"]]
+    dm.setup("validate")
+    batch = next(iter(dm.val_dataloader()))
+    assert batch["features"].shape == (*batch["words"].shape, 2)
+    assert bool((batch["features"][batch["mask"]] == 2).all()) and bool((batch["features"][~batch["mask"]] == 0).all())
+    torch.manual_seed(0)
+    model = NERTagger(**dm.vocabularies, word_dim=8, char_dim=6, char_hidden=5, feature_dim=4, hidden_size=8,
+                      backend="torch").eval()
+    assert model.word_rnn.input_size == 8 + 2 * 4 + 2 * 5
+    before = model.emissions(batch)
+    assert not torch.allclose(before, model.emissions(dict(batch, features=torch.where(batch["features"] > 0, 1, 0))))
+    without = NERTagger(**dm.vocabularies, word_dim=8, char_dim=6, char_hidden=5, hidden_size=8, backend="torch")
+    assert without.word_rnn.input_size == 8 + 2 * 5 and len(without.feature_embeddings) == 0
+
+
+@pytest.mark.parametrize("columns, message", [([7], "outside the 4 columns"), ([0], "word or the tag"),
+                                              ([-1], "word or the tag"), ([3], "word or the tag")])
+def test_feature_column_errors(data, columns, message):
+    with pytest.raises(ValueError, match=message):
+        _ = ConllDataModule(data["train"], data["dev"], feature_columns=columns).vocabularies
+    dm = ConllDataModule(data["train"], data["dev"])
+    with pytest.raises(ValueError, match="feature_columns"):
+        NERTagger(**dm.vocabularies, feature_dim=4)
 
 
 @pytest.mark.parametrize("word, shape", [
@@ -180,7 +217,7 @@ def test_digit_normalisation_shares_word_entries(data, tmp_path):
     assert set(plain.vocabularies["words"].split("\n")[2:]) == {"In", "1996", "and", "1997", "F16"}
     assert set(normalised.vocabularies["words"].split("\n")[2:]) == {"in", "0000", "and", "f00"}
     normalised.setup("validate")
-    (words, _, cases, _), = normalised.data["val"]
+    (words, _, cases, _, _), = normalised.data["val"]
     vocab = normalised.vocabularies["words"].split("\n")
     assert [vocab[i] for i in words] == ["in", "0000", "and", "0000", "f00"]
     assert [CASINGS[c - 1] for c in cases] == ["title", "number", "lower", "number", "has_digit"]

@@ -8,7 +8,7 @@ the tag column is chosen by index. Tags in IOB1 are rewritten to IOB2 on reading
 import os
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -47,6 +47,7 @@ def casing(word: str) -> int:
 class Sentence:
     words: list[str]
     tags: list[str]
+    columns: list[list[str]] = field(default_factory=list)  # every column of each token's line
 
 
 def read_conll(path: str | os.PathLike, tag_column: int = -1, scheme: str = "IOB2") -> list[Sentence]:
@@ -55,14 +56,15 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1, scheme: str = "IOB
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CoNLL file {str(path)!r} {'is not a file' if path.exists() else 'does not exist'}")
-    sentences, words, tags = [], [], []
+    sentences, words, tags, lines = [], [], [], []
     columns = None
 
     def close():
         if words:
-            sentences.append(Sentence(list(words), iob1_to_iob2(tags) if scheme == "IOB1" else list(tags)))
+            sentences.append(Sentence(list(words), iob1_to_iob2(tags) if scheme == "IOB1" else list(tags), list(lines)))
             words.clear()
             tags.clear()
+            lines.clear()
 
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
@@ -90,6 +92,7 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1, scheme: str = "IOB
                 raise ValueError(f"{path}:{number}: tag {fields[tag_column]!r} is not in scheme {scheme}")
             words.append(fields[0])
             tags.append(fields[tag_column])
+            lines.append(fields)
     close()
     if not sentences:
         raise ValueError(f"CoNLL file {str(path)!r} holds no sentences")
@@ -124,8 +127,8 @@ def tag_list(sentences: list[Sentence]) -> list[str]:
 
 
 class TaggedBatch(dict):
-    """words (B, L), chars (B, L, W), cases (B, L) (`casing` ids), tags (B, L), mask (B, L) bool;
-    padding is id 0 everywhere."""
+    """words (B, L), chars (B, L, W), cases (B, L) (`casing` ids), features (B, L, F) (ids of the F
+    feature columns), tags (B, L), mask (B, L) bool; padding is id 0 everywhere."""
 
 
 class ConllDataModule(pl.LightningDataModule):
@@ -136,6 +139,8 @@ class ConllDataModule(pl.LightningDataModule):
     Args:
         train_path, val_path, test_path: CoNLL files (test_path optional).
         tag_column: index of the tag column (CoNLL-2003: -1, the NER column).
+        feature_columns: indices of further columns given to the model as categorical features, each
+            with its vocabulary from the training file (CoNLL-2003: 1 and 2, its POS and chunk tags).
         scheme: the tags' scheme in the files: IOB1, IOB2 or BIOES.
         max_word_len: characters kept per word for the character encoder.
     """
@@ -146,6 +151,7 @@ class ConllDataModule(pl.LightningDataModule):
         val_path: str,
         test_path: str | None = None,
         tag_column: int = -1,
+        feature_columns: list[int] | None = None,
         scheme: str = "IOB2",
         min_word_freq: int = 1,
         lowercase: bool = True,
@@ -157,6 +163,7 @@ class ConllDataModule(pl.LightningDataModule):
         check_scheme(scheme)
         self.paths = {"train": train_path, "val": val_path, "test": test_path}
         self.tag_column, self.scheme = tag_column, scheme
+        self.feature_columns = list(feature_columns or [])
         self.min_word_freq, self.lowercase, self.max_word_len = min_word_freq, lowercase, max_word_len
         self.normalize_digits = normalize_digits
         self.batch_size = batch_size
@@ -173,29 +180,43 @@ class ConllDataModule(pl.LightningDataModule):
     @property
     def vocabularies(self) -> dict[str, str]:
         """words, chars and tags from the training data, each one newline-separated string (the form
-        NERTagger takes), and the scheme; read on first use (the model needs them when the CLI builds it,
-        before any setup). Whitespace never occurs inside an entry: the reader splits on it."""
+        NERTagger takes), the feature columns' vocabularies (one line per column, entries separated by
+        spaces) and the scheme; read on first use (the model needs them when the CLI builds it, before any
+        setup). Whitespace never occurs inside an entry: the reader splits on it."""
         if self._vocabularies is None:
             train = self.sentences("train")
+            self._check_feature_columns(train)
             words = Counter(self._norm(w) for s in train for w in s.words)
             chars = Counter(c for s in train for w in s.words for c in w)
+            features = [Counter(line[k] for s in train for line in s.columns) for k in self.feature_columns]
             self._vocabularies = {
                 "words": "\n".join(Vocabulary.build(words, self.min_word_freq).tokens),
                 "chars": "\n".join(Vocabulary.build(chars).tokens),
                 "tags": "\n".join(tag_list(train)),
+                "features": "\n".join(" ".join(Vocabulary.build(counts).tokens) for counts in features),
                 "scheme": model_scheme(self.scheme),
             }
         return self._vocabularies
+
+    def _check_feature_columns(self, train: list[Sentence]) -> None:
+        width = len(train[0].columns[0])
+        for k in self.feature_columns:
+            if not -width <= k < width:
+                raise ValueError(f"feature column {k} is outside the {width} columns of {self.paths['train']!r}")
+            if k % width in (0, self.tag_column % width):
+                raise ValueError(f"feature column {k} is the word or the tag column")
 
     def _norm(self, word: str) -> str:
         """The form looked up in the word vocabulary. Digits as 0: "1996" and "1997" share an entry."""
         word = word.lower() if self.lowercase else word
         return _DIGIT.sub("0", word) if self.normalize_digits else word
 
-    def encode(self, sentences: list[Sentence]) -> list[tuple[list[int], list[list[int]], list[int], list[int]]]:
-        """Each sentence as (word ids, character ids per word, casing ids, tag ids): what `collate` takes."""
+    def encode(self, sentences: list[Sentence]) -> list[tuple]:
+        """Each sentence as (word ids, character ids per word, casing ids, feature ids per word, tag ids):
+        what `collate` takes."""
         v = self.vocabularies
         words, chars = Vocabulary(v["words"].split("\n")), Vocabulary(v["chars"].split("\n"))
+        features = [Vocabulary(line.split(" ")) for line in v["features"].split("\n")] if v["features"] else []
         tag_ids = {t: i for i, t in enumerate(v["tags"].split("\n"))}
         encoded = []
         for s in sentences:
@@ -206,6 +227,7 @@ class ConllDataModule(pl.LightningDataModule):
                 [words.id(self._norm(w)) for w in s.words],
                 [[chars.id(c) for c in w[: self.max_word_len]] for w in s.words],
                 [casing(w) for w in s.words],
+                [[f.id(line[k]) for f, k in zip(features, self.feature_columns)] for line in s.columns],
                 [tag_ids[t] for t in s.tags],
             ))
         return encoded
@@ -234,14 +256,17 @@ def collate(items) -> TaggedBatch:
     B = len(items)
     L = max(len(item[0]) for item in items)
     W = max(len(c) for item in items for c in item[1])
+    F = len(items[0][3][0])
     words, cases, tags = (torch.zeros(B, L, dtype=torch.long) for _ in range(3))
     chars = torch.zeros(B, L, W, dtype=torch.long)
-    for b, (w, cs, k, t) in enumerate(items):
+    features = torch.zeros(B, L, F, dtype=torch.long)
+    for b, (w, cs, k, fs, t) in enumerate(items):
         words[b, : len(w)] = torch.tensor(w)
         cases[b, : len(k)] = torch.tensor(k)
+        features[b, : len(fs)] = torch.tensor(fs, dtype=torch.long).view(len(fs), F)
         tags[b, : len(t)] = torch.tensor(t)
         for i, c in enumerate(cs):
             chars[b, i, : len(c)] = torch.tensor(c)
     lengths = torch.tensor([len(item[0]) for item in items])
     mask = torch.arange(L)[None, :] < lengths[:, None]
-    return TaggedBatch(words=words, chars=chars, cases=cases, tags=tags, mask=mask)
+    return TaggedBatch(words=words, chars=chars, cases=cases, features=features, tags=tags, mask=mask)

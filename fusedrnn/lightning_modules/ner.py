@@ -29,9 +29,13 @@ class NERTagger(pl.LightningModule):
     words, chars, tags: the vocabularies, each one string of newline-separated entries (from
         ConllDataModule.vocabularies; saved in checkpoints). One string rather than a list because
         LightningCLI and load_from_checkpoint type-check a list item by item: minutes for 20k words.
+    features: the feature columns' vocabularies, one line per column with space-separated entries ("" for
+        none).
     scheme: IOB2 or BIOES, for CRF constraints and span F1.
     case_dim: size of the casing embedding (conll_data.casing: lower, Title, UPPER, ...); 0 leaves it out.
         It gives back what lowercased word embeddings lose, beside the character encoder.
+    feature_dim: size of each feature column's embedding (e.g. CoNLL-2003's POS and chunk tags, chosen by
+        the data module's feature_columns); 0 leaves them out.
     cell: "lstm" or "gru" for both encoders; backend: the fused layers' backend.
     decoder: "crf" or "softmax".
     word_dropout: probability of replacing a training word by the unknown token (teaches its embedding).
@@ -44,11 +48,13 @@ class NERTagger(pl.LightningModule):
         words: str,
         chars: str,
         tags: str,
+        features: str = "",
         scheme: str = "IOB2",
         word_dim: int = 100,
         char_dim: int = 30,
         char_hidden: int = 50,
         case_dim: int = 0,
+        feature_dim: int = 0,
         hidden_size: int = 200,
         num_layers: int = 1,
         dropout: float = 0.5,
@@ -65,8 +71,11 @@ class NERTagger(pl.LightningModule):
         check_lr_schedule(lr_schedule)
         if cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
-        if case_dim < 0:
-            raise ValueError(f"case_dim must be >= 0, got {case_dim}")
+        if case_dim < 0 or feature_dim < 0:
+            raise ValueError(f"case_dim and feature_dim must be >= 0, got {case_dim} and {feature_dim}")
+        feature_sizes = [len(line.split(" ")) for line in features.split("\n")] if features else []
+        if feature_dim and not feature_sizes:
+            raise ValueError("feature_dim > 0 needs feature vocabularies: set the data module's feature_columns")
         if decoder not in ("crf", "softmax"):
             raise ValueError(f"decoder must be 'crf' or 'softmax', got {decoder!r}")
         self.save_hyperparameters()
@@ -77,8 +86,12 @@ class NERTagger(pl.LightningModule):
         self.char_embedding = nn.Embedding(len(chars.split("\n")), char_dim, padding_idx=0)
         self.char_rnn = rnn(char_dim, char_hidden, bidirectional=True, batch_first=True, backend=backend)
         self.case_embedding = nn.Embedding(len(CASINGS) + 1, case_dim, padding_idx=0) if case_dim else None
+        self.feature_embeddings = nn.ModuleList(
+            nn.Embedding(size, feature_dim, padding_idx=0) for size in (feature_sizes if feature_dim else [])
+        )
+        word_features = word_dim + case_dim + len(self.feature_embeddings) * feature_dim + 2 * char_hidden
         self.word_rnn = rnn(
-            word_dim + case_dim + 2 * char_hidden, hidden_size, num_layers, batch_first=True, bidirectional=True,
+            word_features, hidden_size, num_layers, batch_first=True, bidirectional=True,
             dropout=dropout if num_layers > 1 else 0.0, backend=backend,
         )
         self.drop = nn.Dropout(dropout)
@@ -109,6 +122,8 @@ class NERTagger(pl.LightningModule):
         features = [self.word_embedding(words), spelling.view(B, L, -1)]
         if self.case_embedding is not None:
             features.append(self.case_embedding(batch["cases"]))
+        for k, embedding in enumerate(self.feature_embeddings):
+            features.append(embedding(batch["features"][:, :, k]))
         x = torch.cat(features, dim=2)
         lengths = mask.sum(1).cpu()
         packed = pack_padded_sequence(self.drop(x), lengths, batch_first=True, enforce_sorted=False)

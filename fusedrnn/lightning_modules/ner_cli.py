@@ -22,7 +22,7 @@ def train(argv: list[str]) -> int:
 
     links = [
         Link("data.vocabularies", f"model.{name}", compute=lambda v, n=name: v[n])
-        for name in ("words", "chars", "tags", "scheme")
+        for name in ("words", "chars", "tags", "features", "scheme")
     ]
     return run_training_cli(
         NERTagger, ConllDataModule, argv, links=links, prog="fusedrnn ner",
