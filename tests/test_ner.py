@@ -202,6 +202,15 @@ def test_feature_column_errors(data, columns, message):
         NERTagger(**dm.vocabularies, feature_dim=4)
 
 
+def test_feature_column_missing_from_the_validation_file(data, tmp_path):
+    narrow = tmp_path / "dev.txt"
+    narrow.write_text("Paris B-LOC\nis O\n\n")
+    dm = ConllDataModule(data["train"], str(narrow), feature_columns=[2])
+    assert dm.vocabularies["features"].split(" ")[2:] == ["B-NP"]
+    with pytest.raises(ValueError, match=r"feature column 2 is outside the 2 columns of .*dev\.txt"):
+        dm.setup("validate")
+
+
 @pytest.mark.parametrize("word, shape", [
     ("the", "lower"), ("Paris", "title"), ("I", "title"), ("EU", "upper"), ("McDonald", "mixed"), ("iPhone", "mixed"),
     ("1996", "number"), ("3-1", "has_digit"), ("F16", "has_digit"), (".", "other"), ("--", "other"), ("U.S.", "upper"),

@@ -185,7 +185,7 @@ class ConllDataModule(pl.LightningDataModule):
         setup). Whitespace never occurs inside an entry: the reader splits on it."""
         if self._vocabularies is None:
             train = self.sentences("train")
-            self._check_feature_columns(train)
+            self._check_feature_columns(train, self.paths["train"])
             words = Counter(self._norm(w) for s in train for w in s.words)
             chars = Counter(c for s in train for w in s.words for c in w)
             features = [Counter(line[k] for s in train for line in s.columns) for k in self.feature_columns]
@@ -198,11 +198,11 @@ class ConllDataModule(pl.LightningDataModule):
             }
         return self._vocabularies
 
-    def _check_feature_columns(self, train: list[Sentence]) -> None:
-        width = len(train[0].columns[0])
+    def _check_feature_columns(self, sentences: list[Sentence], path: str) -> None:
+        width = len(sentences[0].columns[0])
         for k in self.feature_columns:
             if not -width <= k < width:
-                raise ValueError(f"feature column {k} is outside the {width} columns of {self.paths['train']!r}")
+                raise ValueError(f"feature column {k} is outside the {width} columns of {path!r}")
             if k % width in (0, self.tag_column % width):
                 raise ValueError(f"feature column {k} is the word or the tag column")
 
@@ -236,6 +236,7 @@ class ConllDataModule(pl.LightningDataModule):
         splits = {"fit": ["train", "val"], "validate": ["val"], "test": ["test"], "predict": []}[stage]
         self.data = getattr(self, "data", {})
         for split in splits:
+            self._check_feature_columns(self.sentences(split), self.paths[split])
             self.data[split] = self.encode(self.sentences(split))
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:

@@ -1,10 +1,10 @@
 """BiLSTM-CRF named-entity tagger on the fused layers.
 
-Each word is represented by its embedding, optionally an embedding of its casing, and the final states
-of a character-level BiLSTM run over its letters (packed: one sequence per word); a multi-layer
-word-level BiLSTM runs over the sentence (packed: one sequence per sentence); a linear layer gives
-per-tag emission scores, decoded by a linear-chain CRF constrained to the tagging scheme, or by a
-per-token softmax.
+Each word is represented by its embedding, optionally embeddings of its casing and of further data
+columns (POS, chunk), and the final states of a character-level BiLSTM run over its letters (packed: one
+sequence per word); a multi-layer word-level BiLSTM runs over the sentence (packed: one sequence per
+sentence); a linear layer gives per-tag emission scores, decoded by a linear-chain CRF constrained to
+the tagging scheme, or by a per-token softmax.
 """
 
 import lightning.pytorch as pl
