@@ -2,7 +2,8 @@
 CUDA tensors and torch (the very code `torch.nn` runs) everywhere else. Two Triton strategies:
 `triton-fusedstep` does the recurrent GEMM inside the step kernel (one launch per step), `triton` is the
 stepwise strategy (a cuBLAS GEMM and a fused pointwise kernel per step). On CUDA `auto` picks fusedstep
-for bfloat16 and float16, which an H100 run showed correct and faster (benchmarks/NOTES.md), and stepwise
+for bfloat16 and float16, which an H100 run showed correct in both and faster in bfloat16 (float16 takes
+the same 16-bit code; its speed was not timed; benchmarks/NOTES.md), and stepwise
 for float32 (fusedstep's TF32 GEMM has not run on a GPU yet) and float64 (its in-kernel GEMM has never
 been compiled on one). A Triton backend on CPU tensors runs the kernels in Triton's
 interpreter, which needs TRITON_INTERPRET=1 set before triton is first imported. The environment
@@ -20,7 +21,7 @@ BACKENDS = get_args(Backend)
 STEPWISE, FUSEDSTEP = "triton", "triton-fusedstep"  # the Triton strategies' backend values
 TRITON_BACKENDS = (STEPWISE, FUSEDSTEP)
 ENV_VAR = "FUSEDRNN_BACKEND"
-# Where `auto` picks fusedstep on CUDA: a committed GPU result shows it correct and faster there.
+# Where `auto` picks fusedstep on CUDA: a committed GPU result shows it correct there (and faster in bf16).
 GPU_CHECKED_FUSEDSTEP_DTYPES = (torch.bfloat16, torch.float16)
 
 
