@@ -27,16 +27,13 @@ if DRY:
 
 from fusedrnn.bench.grid import Case, parse_dtype, parse_shape  # noqa: E402
 from fusedrnn.bench.providers import FUSED_STRATEGIES, PROVIDERS  # noqa: E402
+from fusedrnn.bench.suites import forward_backward  # noqa: E402
+from fusedrnn.bench.timing import time_call  # noqa: E402
 from fusedrnn.bench.workload import draw_inputs, make_template  # noqa: E402
 from fusedrnn.kernels import stepwise  # noqa: E402
 
 # (BLOCK_B, BLOCK_H, BLOCK_K, num_warps) tried by --sweep; the first is the current default for 16-bit types.
 SWEEP_TILES = [(16, 32, 64, 4), (16, 32, 32, 4), (16, 64, 64, 4), (32, 32, 64, 4), (16, 16, 64, 2), (16, 32, 128, 4)]
-
-
-def one_pass(runner, inputs) -> None:
-    outputs = runner.forward(inputs.x, inputs.states)
-    torch.autograd.backward(outputs, inputs.upstream)
 
 
 def kernel_times(prof, device_type: str) -> dict[str, tuple[float, int]]:
@@ -55,17 +52,16 @@ def kernel_times(prof, device_type: str) -> dict[str, tuple[float, int]]:
 
 
 def profile_case(case: Case, provider_name: str, device: torch.device, top: int) -> None:
-    template = make_template(case, device)
-    runner = PROVIDERS[provider_name].build(case, template)
+    one_pass = forward_backward(PROVIDERS[provider_name].build(case, make_template(case, device)))
     inputs = draw_inputs(case, device, seed=1)
     for _ in range(1 if DRY else 3):
-        one_pass(runner, inputs)
+        one_pass(inputs)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         start = time.perf_counter()
-        one_pass(runner, inputs)
+        one_pass(inputs)
         sync()
         wall_ms = (time.perf_counter() - start) * 1000
     kernels = kernel_times(prof, device.type)
@@ -79,34 +75,23 @@ def profile_case(case: Case, provider_name: str, device: torch.device, top: int)
 
 def sweep_tiles(case: Case, device: torch.device, repeats: int) -> None:
     """Median forward+backward time of the fusedstep strategy for each tile shape in SWEEP_TILES."""
-    template = make_template(case, device)
-    runner = PROVIDERS["fusedrnn-fusedstep"].build(case, template)
+    one_pass = forward_backward(PROVIDERS["fusedrnn-fusedstep"].build(case, make_template(case, device)))
     inputs = draw_inputs(case, device, seed=1)
     default_blocks = stepwise._blocks
     print(f"\n{case.label} | fusedrnn-fusedstep tile sweep (median of {repeats} forward+backward)")
     try:
         for block_b, block_h, block_k, warps in SWEEP_TILES:
-            def blocks(B, H, dtype, gemm_in_kernel, tile=(block_b, block_h, block_k, warps)):
-                grid, meta = default_blocks(B, H, dtype, gemm_in_kernel)
+            def blocks(B, H, dtype, gemm_in_kernel, allow_tf32, tile=(block_b, block_h, block_k, warps)):
+                grid, meta = default_blocks(B, H, dtype, gemm_in_kernel, allow_tf32)
                 if gemm_in_kernel:
                     grid = (-(-B // tile[0]), -(-H // tile[1]))
                     meta.update(BLOCK_B=tile[0], BLOCK_H=tile[1], BLOCK_K=tile[2], num_warps=tile[3])
                 return grid, meta
 
             stepwise._blocks = blocks
-            one_pass(runner, inputs)  # compile
-            times = []
-            for _ in range(repeats):
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                start = time.perf_counter()
-                one_pass(runner, inputs)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                times.append((time.perf_counter() - start) * 1000)
-            times.sort()
+            timing = time_call(one_pass, [inputs], warmup=1, repeats=repeats, device=device)  # warm-up compiles
             print(f"  BLOCK_B={block_b:3d} BLOCK_H={block_h:3d} BLOCK_K={block_k:3d} warps={warps}: "
-                  f"{times[len(times) // 2]:8.2f} ms")
+                  f"{timing.median_ms:8.2f} ms")
     finally:
         stepwise._blocks = default_blocks
 

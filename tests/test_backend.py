@@ -75,7 +75,7 @@ def test_fusedstep_backend_runs_the_gemm_in_the_kernel(monkeypatch, mode, how):
 
     strategies = []
     real = stepwise._blocks
-    monkeypatch.setattr(stepwise, "_blocks", lambda *a: strategies.append(a[-1]) or real(*a))
+    monkeypatch.setattr(stepwise, "_blocks", lambda *a: strategies.append(a[3]) or real(*a))
     if how == "environment":
         monkeypatch.setenv("FUSEDRNN_BACKEND", "triton-fusedstep")
     rnn = getattr(fusedrnn, mode)(5, 4, backend="triton-fusedstep" if how == "argument" else None)

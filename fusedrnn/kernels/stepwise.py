@@ -58,7 +58,8 @@ def _dot_precision(dtype: torch.dtype, allow_tf32: bool) -> str:
     return "tf32" if dtype == torch.float32 and allow_tf32 else "ieee"
 
 
-def _blocks(B: int, H: int, dtype: torch.dtype, gemm_in_kernel: bool) -> tuple[tuple[int, int], dict]:
+def _blocks(B: int, H: int, dtype: torch.dtype, gemm_in_kernel: bool, allow_tf32: bool) -> tuple[tuple[int, int], dict]:
+    """The launch grid and the kernels' tile and precision parameters for this shape and strategy."""
     if gemm_in_kernel:
         # tl.dot needs every tile side >= 16. Small tiles give more programs (64 at B=64, H=512) for a
         # GEMM that is latency-bound; each re-reads its slice of W_hh from L2. To be tuned on a GPU.
@@ -70,7 +71,8 @@ def _blocks(B: int, H: int, dtype: torch.dtype, gemm_in_kernel: bool) -> tuple[t
         block_b = max(1, min(triton.next_power_of_2(B), 2048 // block_h))
         block_k = 16  # unused
     grid = (triton.cdiv(B, block_b), triton.cdiv(H, block_h))
-    return grid, dict(BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k, num_warps=4)
+    return grid, dict(BLOCK_B=block_b, BLOCK_H=block_h, BLOCK_K=block_k,
+                      DOT_PRECISION=_dot_precision(dtype, allow_tf32), num_warps=4)
 
 
 # FUSEDRNN_DIRECT_LAUNCH=1 turns on StepLauncher's direct launches. Opt-in until a GPU run has checked
@@ -128,8 +130,7 @@ class StepwiseRecurrence(torch.autograd.Function):
         acts = _new_empty(gx, T, B, kernels.saved_blocks * H) if store_acts else y
         hg = y if gemm_in_kernel else _new_empty(gx, B, kernels.gates * H)  # hg unused with the GEMM in the kernel
         w_hh_t = w_hh.t()
-        grid, meta = _blocks(B, H, dtype, gemm_in_kernel)
-        meta["DOT_PRECISION"] = _dot_precision(dtype, allow_tf32)
+        grid, meta = _blocks(B, H, dtype, gemm_in_kernel, allow_tf32)
         launch = StepLauncher(kernels.forward_step, grid, dict(
             HAS_LENGTHS=lengths is not None, REVERSE=reverse, STORE_ACTS=store_acts, GEMM_IN_KERNEL=gemm_in_kernel,
             HAS_BIAS=b_hh is not None, COMPUTE=tl_compute, **meta,
@@ -175,8 +176,7 @@ class StepwiseRecurrence(torch.autograd.Function):
             dsteps = (dstep, _new_empty(y, B, GH) if gemm_in_kernel else dstep)
         else:
             dsteps = (dgx, dgx)  # not written
-        grid, meta = _blocks(B, H, y.dtype, gemm_in_kernel)
-        meta["DOT_PRECISION"] = _dot_precision(y.dtype, ctx.allow_tf32)
+        grid, meta = _blocks(B, H, y.dtype, gemm_in_kernel, ctx.allow_tf32)
         launch = StepLauncher(kernels.backward_step, grid, dict(
             HAS_INIT=ctx.has_init, HAS_LENGTHS=lengths is not None, REVERSE=reverse, WRITE_STEP=write_step,
             GEMM_IN_KERNEL=gemm_in_kernel, COMPUTE=tl_compute, **meta,
