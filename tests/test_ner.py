@@ -10,6 +10,7 @@ import torch
 from fusedrnn.lightning_modules.conll_data import CASINGS, ConllDataModule, casing, collate, read_conll
 from fusedrnn.lightning_modules.ner import NERTagger
 from fusedrnn.lightning_modules.ner_cli import main
+from fusedrnn.lightning_modules.tag_schemes import spans
 
 PEOPLE = ["Alice", "Bob", "Carol", "Dmitri", "Eve"]
 PLACES = ["Paris", "Lagos", "Lima", "Oslo"]
@@ -103,6 +104,17 @@ def test_fast_dev_run_with_every_input_feature(data, tmp_path):
     extra = ["--trainer.fast_dev_run", "1", "--data.feature_columns", "[1, 2]", "--model.feature_dim", "3",
              "--model.case_dim", "2", "--data.normalize_digits", "true"]
     assert main(fit_args(data, tmp_path, "torch", extra)) == 0
+
+
+def test_model_scheme_bioes_keeps_the_spans(data, tmp_path):
+    iob2, bioes = ConllDataModule(data["train"], data["dev"]), ConllDataModule(data["train"], data["dev"], model_scheme="BIOES")
+    assert bioes.vocabularies["scheme"] == "BIOES"
+    assert {t[0] for t in bioes.vocabularies["tags"].split("\n")} == {"O", "B", "E", "S"}  # no 3-token chunks
+    for a, b in zip(iob2.sentences("val"), bioes.sentences("val")):
+        assert a.words == b.words and spans(a.tags, "IOB2") == spans(b.tags, "BIOES")
+    with pytest.raises(ValueError, match="model_scheme must be one of IOB2, BIOES"):
+        ConllDataModule(data["train"], data["dev"], model_scheme="IOB1")
+    assert main(fit_args(data, tmp_path, "torch", ["--trainer.fast_dev_run", "1", "--data.model_scheme", "BIOES"])) == 0
 
 
 @pytest.mark.parametrize("decoder", ["crf", "softmax"])

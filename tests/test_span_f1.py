@@ -4,10 +4,10 @@ import random
 
 import pytest
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
-from seqeval.scheme import IOB2, IOBES
+from seqeval.scheme import IOB2, IOBES, Entities
 
 from fusedrnn.lightning_modules.span_f1 import SpanF1
-from fusedrnn.lightning_modules.tag_schemes import allowed_transition, iob1_to_iob2, spans
+from fusedrnn.lightning_modules.tag_schemes import allowed_transition, convert, iob1_to_iob2, spans
 
 SEQEVAL_SCHEME = {"IOB2": IOB2, "BIOES": IOBES}
 
@@ -57,6 +57,26 @@ def test_hand_made_sequences():
     assert got["recall"].item() == pytest.approx(1 / 3)
     assert got["f1"].item() == pytest.approx(0.4)
     assert got["f1_PER"].item() == 1.0 and got["f1_LOC"].item() == 0.0
+
+
+def strict_entities(sequences, scheme):
+    """seqeval's strict chunks, as (type, start, end) sets: the independent reference."""
+    return [{(e.tag, e.start, e.end) for e in row} for row in Entities(sequences, SEQEVAL_SCHEME[scheme]).entities]
+
+
+@pytest.mark.parametrize("scheme, to", [("IOB2", "BIOES"), ("BIOES", "IOB2"), ("IOB2", "IOB2"), ("BIOES", "BIOES")])
+def test_convert_keeps_every_strict_span(scheme, to):
+    rng = random.Random(7)
+    sequences = random_sequences(rng, scheme, 200)  # many ill-formed: those tokens become O
+    converted = [convert(tags, scheme, to) for tags in sequences]
+    assert strict_entities(converted, to) == strict_entities(sequences, scheme)
+    assert all(len(c) == len(t) for c, t in zip(converted, sequences))
+    # Written back: the original with its ill-formed tokens made O.
+    assert [convert(c, to, scheme) for c in converted] == [convert(t, scheme, scheme) for t in sequences]
+    assert convert(["B-PER", "I-PER", "O", "B-LOC"], "IOB2", "BIOES") == ["B-PER", "E-PER", "O", "S-LOC"]
+    assert convert(["B-PER", "I-PER", "I-PER", "O", "I-LOC"], "IOB2", "BIOES") == ["B-PER", "I-PER", "E-PER", "O", "O"]
+    with pytest.raises(ValueError, match="IOB2 or BIOES, not IOB1"):
+        convert(["O"], "IOB2", "IOB1")
 
 
 def test_iob1_conversion_and_scheme_errors():

@@ -15,7 +15,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader
 
-from fusedrnn.lightning_modules.tag_schemes import check_scheme, iob1_to_iob2, model_scheme, split_tag
+from fusedrnn.lightning_modules.tag_schemes import MODEL_SCHEMES, check_scheme, convert, iob1_to_iob2, read_as, split_tag
 
 PAD, UNK = "<pad>", "<unk>"
 
@@ -142,6 +142,9 @@ class ConllDataModule(pl.LightningDataModule):
         feature_columns: indices of further columns given to the model as categorical features, each
             with its vocabulary from the training file (CoNLL-2003: 1 and 2, its POS and chunk tags).
         scheme: the tags' scheme in the files: IOB1, IOB2 or BIOES.
+        model_scheme: the scheme the model learns, decodes and is scored in, IOB2 or BIOES (default: the
+            files' own, IOB1 read as IOB2). Rewriting keeps every strict span, so span F1 is unchanged;
+            BIOES gives the model a tag for a chunk's last token and for a one-token chunk.
         max_word_len: characters kept per word for the character encoder.
     """
 
@@ -153,6 +156,7 @@ class ConllDataModule(pl.LightningDataModule):
         tag_column: int = -1,
         feature_columns: list[int] | None = None,
         scheme: str = "IOB2",
+        model_scheme: str | None = None,
         min_word_freq: int = 1,
         lowercase: bool = True,
         normalize_digits: bool = False,
@@ -161,6 +165,9 @@ class ConllDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         check_scheme(scheme)
+        if model_scheme is not None and model_scheme not in MODEL_SCHEMES:
+            raise ValueError(f"model_scheme must be one of {', '.join(MODEL_SCHEMES)}, got {model_scheme!r}")
+        self.model_scheme = model_scheme or read_as(scheme)
         self.paths = {"train": train_path, "val": val_path, "test": test_path}
         self.tag_column, self.scheme = tag_column, scheme
         self.feature_columns = list(feature_columns or [])
@@ -174,7 +181,11 @@ class ConllDataModule(pl.LightningDataModule):
         if split not in self._sentences:
             if not self.paths[split]:
                 raise ValueError(f"no {split} file: pass --data.{split}_path")
-            self._sentences[split] = read_conll(self.paths[split], self.tag_column, self.scheme)
+            sentences = read_conll(self.paths[split], self.tag_column, self.scheme)
+            if self.model_scheme != read_as(self.scheme):
+                for s in sentences:
+                    s.tags = convert(s.tags, read_as(self.scheme), self.model_scheme)
+            self._sentences[split] = sentences
         return self._sentences[split]
 
     @property
@@ -194,7 +205,7 @@ class ConllDataModule(pl.LightningDataModule):
                 "chars": "\n".join(Vocabulary.build(chars).tokens),
                 "tags": "\n".join(tag_list(train)),
                 "features": "\n".join(" ".join(Vocabulary.build(counts).tokens) for counts in features),
-                "scheme": model_scheme(self.scheme),
+                "scheme": self.model_scheme,
             }
         return self._vocabularies
 

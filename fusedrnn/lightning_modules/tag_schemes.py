@@ -38,8 +38,8 @@ def iob1_to_iob2(tags: list[str]) -> list[str]:
     return out
 
 
-def model_scheme(scheme: str) -> str:
-    """The scheme models and metrics use for data in `scheme`."""
+def read_as(scheme: str) -> str:
+    """The scheme data in `scheme` is held in once read (IOB1 becomes IOB2)."""
     return "IOB2" if check_scheme(scheme) == "IOB1" else scheme
 
 
@@ -52,6 +52,22 @@ def spans(tags: list[str], scheme: str) -> set[tuple[str, int, int]]:
         if prefix not in _PREFIXES[scheme]:
             raise ValueError(f"tag prefix {prefix!r} is not part of scheme {scheme}")
     return _EXTRACT[scheme](parts)
+
+
+def convert(tags: list[str], scheme: str, to: str) -> list[str]:
+    """The tags, in IOB2 or BIOES, rewritten in scheme `to` (IOB2 or BIOES) with the same strict spans;
+    tokens in no well-formed chunk become O."""
+    if check_scheme(to) not in MODEL_SCHEMES:
+        raise ValueError(f"tags can be rewritten in {' or '.join(MODEL_SCHEMES)}, not {to}")
+    out = ["O"] * len(tags)
+    for kind, start, end in spans(tags, scheme):
+        if to == "BIOES" and end - start == 1:
+            out[start] = "S-" + kind
+            continue
+        out[start:end] = ["B-" + kind] + ["I-" + kind] * (end - start - 1)
+        if to == "BIOES":
+            out[end - 1] = "E-" + kind
+    return out
 
 
 def _iob2(parts):
