@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fusedrnn.lightning_modules.conll_data import CASINGS, ConllDataModule, casing, collate, read_conll
-from fusedrnn.lightning_modules.ner import NERTagger
+from fusedrnn.lightning_modules.conll_data import CASINGS, ConllDataModule, DocumentBatches, casing, collate, read_conll
+from fusedrnn.lightning_modules.ner import NERTagger, other_occurrences_mean
 from fusedrnn.lightning_modules.ner_cli import main
 from fusedrnn.lightning_modules.tag_schemes import spans
 
@@ -106,6 +106,45 @@ def test_fast_dev_run_with_every_input_feature(data, tmp_path):
     assert main(fit_args(data, tmp_path, "torch", extra)) == 0
 
 
+def test_documents_forms_and_document_batches(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("-DOCSTART- O\n\nCosta O\nwins O\n\nJorge O\nCOSTA O\n\n-DOCSTART- O\n\ncosta O\n\n")
+    dm = ConllDataModule(str(f), str(f))
+    sentences = dm.sentences("train")
+    assert [s.document for s in sentences] == [1, 1, 2]
+    forms = [item[5] for item in dm.encode(sentences)]
+    assert forms == [[1, 2], [3, 1], [4]]  # "Costa" and "COSTA" share a form in document 1, not with document 2
+    documents = [0, 0, 0, 1, 2, 2, 3, 3, 3, 3, 3]
+    for shuffle in (False, True):
+        batches = list(DocumentBatches(documents, 4, shuffle))
+        assert sorted(i for b in batches for i in b) == list(range(len(documents)))
+        assert all(len(b) <= 4 for b in batches)
+        # Whole documents, except document 3 (5 sentences), cut into 4 + 1.
+        by_doc = {d: {k for k, b in enumerate(batches) if any(documents[i] == d for i in b)} for d in set(documents)}
+        assert all(len(by_doc[d]) == 1 for d in (0, 1, 2)) and len(by_doc[3]) == 2
+    assert list(DocumentBatches(documents, 4, False)) == [[0, 1, 2, 3], [4, 5], [6, 7, 8, 9], [10]]
+
+
+def test_other_occurrences_mean_against_a_loop():
+    torch.manual_seed(0)
+    states = torch.randn(3, 4, 5, dtype=torch.float64)
+    forms = torch.tensor([[1, 2, 1, 0], [3, 1, 0, 0], [2, 4, 5, 2]])
+    mask = forms != 0
+    got = other_occurrences_mean(states, forms, mask)
+    want = torch.zeros_like(states)
+    for b, t in mask.nonzero().tolist():
+        others = [states[c, u] for c, u in mask.nonzero().tolist() if forms[c, u] == forms[b, t] and (c, u) != (b, t)]
+        if others:
+            want[b, t] = torch.stack(others).mean(0)
+    assert torch.allclose(got, want)
+    assert got[0, 1].abs().sum() > 0 and got[1, 0].abs().sum() == 0  # form 2 recurs; form 3 does not
+
+
+def test_fast_dev_run_with_document_context(data, tmp_path):
+    extra = ["--trainer.fast_dev_run", "2", "--data.batch_by_document", "true", "--model.document_context", "true"]
+    assert main(fit_args(data, tmp_path, "torch", extra)) == 0
+
+
 def test_model_scheme_bioes_keeps_the_spans(data, tmp_path):
     iob2, bioes = ConllDataModule(data["train"], data["dev"]), ConllDataModule(data["train"], data["dev"], model_scheme="BIOES")
     assert bioes.vocabularies["scheme"] == "BIOES"
@@ -178,11 +217,13 @@ def test_short_fit_on_conll2003_reads_the_files_and_learns():
 
 
 def test_collate_pads_with_zeros():
-    batch = collate([([3, 4], [[2], [3, 4]], [2, 1], [[5, 6], [7, 8]], [1, 0]), ([5], [[2, 2, 2]], [3], [[9, 4]], [2])])
+    batch = collate([([3, 4], [[2], [3, 4]], [2, 1], [[5, 6], [7, 8]], [1, 0], [1, 2]),
+                     ([5], [[2, 2, 2]], [3], [[9, 4]], [2], [3])])
     assert batch["chars"].shape == (2, 2, 3) and batch["mask"].tolist() == [[True, True], [True, False]]
     assert batch["cases"].tolist() == [[2, 1], [3, 0]] and batch["tags"].tolist() == [[1, 0], [2, 0]]
     assert batch["features"].tolist() == [[[5, 6], [7, 8]], [[9, 4], [0, 0]]]
-    no_features = collate([([3], [[2]], [1], [[]], [0])])
+    assert batch["forms"].tolist() == [[1, 2], [3, 0]]
+    no_features = collate([([3], [[2]], [1], [[]], [0], [1])])
     assert no_features["features"].shape == (1, 1, 0)
 
 
@@ -238,7 +279,8 @@ def test_digit_normalisation_shares_word_entries(data, tmp_path):
     assert set(plain.vocabularies["words"].split("\n")[2:]) == {"In", "1996", "and", "1997", "F16"}
     assert set(normalised.vocabularies["words"].split("\n")[2:]) == {"in", "0000", "and", "f00"}
     normalised.setup("validate")
-    (words, _, cases, _, _), = normalised.data["val"]
+    (words, _, cases, _, _, forms), = normalised.data["val"]
+    assert forms == [1, 2, 3, 2, 4]  # the two years share a form, as they share a word entry
     vocab = normalised.vocabularies["words"].split("\n")
     assert [vocab[i] for i in words] == ["in", "0000", "and", "0000", "f00"]
     assert [CASINGS[c - 1] for c in cases] == ["title", "number", "lower", "number", "has_digit"]

@@ -2,7 +2,8 @@
 
 A file has one token per line with whitespace-separated columns (CoNLL-2003: `word POS chunk NER`), a
 blank line between sentences, and `-DOCSTART-` lines that are skipped. The word is the first column;
-the tag column is chosen by index. Tags in IOB1 are rewritten to IOB2 on reading (tag_schemes).
+the tag column is chosen by index. Tags in IOB1 are rewritten to IOB2 on reading (tag_schemes). Each
+`-DOCSTART-` line opens a document; a file without them is one document.
 """
 
 import os
@@ -13,9 +14,16 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
-from fusedrnn.lightning_modules.tag_schemes import MODEL_SCHEMES, check_scheme, convert, iob1_to_iob2, read_as, split_tag
+from fusedrnn.lightning_modules.tag_schemes import (
+    MODEL_SCHEMES,
+    check_scheme,
+    convert,
+    iob1_to_iob2,
+    read_as,
+    split_tag,
+)
 
 PAD, UNK = "<pad>", "<unk>"
 
@@ -48,6 +56,7 @@ class Sentence:
     words: list[str]
     tags: list[str]
     columns: list[list[str]] = field(default_factory=list)  # every column of each token's line
+    document: int = 0  # how many -DOCSTART- lines come before it in its file
 
 
 def read_conll(path: str | os.PathLike, tag_column: int = -1, scheme: str = "IOB2") -> list[Sentence]:
@@ -57,11 +66,12 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1, scheme: str = "IOB
     if not path.is_file():
         raise FileNotFoundError(f"CoNLL file {str(path)!r} {'is not a file' if path.exists() else 'does not exist'}")
     sentences, words, tags, lines = [], [], [], []
-    columns = None
+    columns, document = None, 0
 
     def close():
         if words:
-            sentences.append(Sentence(list(words), iob1_to_iob2(tags) if scheme == "IOB1" else list(tags), list(lines)))
+            tags_ = iob1_to_iob2(tags) if scheme == "IOB1" else list(tags)
+            sentences.append(Sentence(list(words), tags_, list(lines), document))
             words.clear()
             tags.clear()
             lines.clear()
@@ -74,6 +84,7 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1, scheme: str = "IOB
                 continue
             if fields[0] == "-DOCSTART-":
                 close()
+                document += 1
                 continue
             if columns is None:
                 columns = len(fields)
@@ -128,7 +139,9 @@ def tag_list(sentences: list[Sentence]) -> list[str]:
 
 class TaggedBatch(dict):
     """words (B, L), chars (B, L, W), cases (B, L) (`casing` ids), features (B, L, F) (ids of the F
-    feature columns), tags (B, L), mask (B, L) bool; padding is id 0 everywhere."""
+    feature columns), tags (B, L), mask (B, L) bool, forms (B, L): one id per word form and document (the
+    same normalised word in the same document has the same id, also when it is unknown); padding is id 0
+    everywhere."""
 
 
 class ConllDataModule(pl.LightningDataModule):
@@ -146,6 +159,10 @@ class ConllDataModule(pl.LightningDataModule):
             files' own, IOB1 read as IOB2). Rewriting keeps every strict span, so span F1 is unchanged;
             BIOES gives the model a tag for a chunk's last token and for a one-token chunk.
         max_word_len: characters kept per word for the character encoder.
+        batch_by_document: batches hold whole documents (shuffled by document in training; a document of
+            more than batch_size sentences is cut into batch_size pieces), so that a model can pool what it
+            reads about a word across the document (NERTagger's document_context). Otherwise sentences are
+            shuffled one by one.
     """
 
     def __init__(
@@ -162,6 +179,7 @@ class ConllDataModule(pl.LightningDataModule):
         normalize_digits: bool = False,
         max_word_len: int = 30,
         batch_size: int = 32,
+        batch_by_document: bool = False,
     ):
         super().__init__()
         check_scheme(scheme)
@@ -173,7 +191,7 @@ class ConllDataModule(pl.LightningDataModule):
         self.feature_columns = list(feature_columns or [])
         self.min_word_freq, self.lowercase, self.max_word_len = min_word_freq, lowercase, max_word_len
         self.normalize_digits = normalize_digits
-        self.batch_size = batch_size
+        self.batch_size, self.batch_by_document = batch_size, batch_by_document
         self._sentences: dict[str, list[Sentence]] = {}
         self._vocabularies = None
 
@@ -223,12 +241,14 @@ class ConllDataModule(pl.LightningDataModule):
         return _DIGIT.sub("0", word) if self.normalize_digits else word
 
     def encode(self, sentences: list[Sentence]) -> list[tuple]:
-        """Each sentence as (word ids, character ids per word, casing ids, feature ids per word, tag ids):
-        what `collate` takes."""
+        """Each sentence as (word ids, character ids per word, casing ids, feature ids per word, tag ids,
+        form ids): what `collate` takes. Form ids number the (document, normalised word) pairs of
+        `sentences` from 1."""
         v = self.vocabularies
         words, chars = Vocabulary(v["words"].split("\n")), Vocabulary(v["chars"].split("\n"))
         features = [Vocabulary(line.split(" ")) for line in v["features"].split("\n")] if v["features"] else []
         tag_ids = {t: i for i, t in enumerate(v["tags"].split("\n"))}
+        forms: dict[tuple[int, str], int] = {}
         encoded = []
         for s in sentences:
             unknown = [t for t in s.tags if t not in tag_ids]
@@ -240,6 +260,7 @@ class ConllDataModule(pl.LightningDataModule):
                 [casing(w) for w in s.words],
                 [[f.id(line[k]) for f, k in zip(features, self.feature_columns)] for line in s.columns],
                 [tag_ids[t] for t in s.tags],
+                [forms.setdefault((s.document, self._norm(w)), len(forms) + 1) for w in s.words],
             ))
         return encoded
 
@@ -251,6 +272,12 @@ class ConllDataModule(pl.LightningDataModule):
             self.data[split] = self.encode(self.sentences(split))
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if self.batch_by_document:
+            if self.trainer is not None and self.trainer.world_size > 1:
+                raise ValueError("batch_by_document runs in one process only: its batches are not split over processes")
+            documents = [s.document for s in self.sentences(split)]
+            sampler = DocumentBatches(documents, self.batch_size, shuffle)
+            return DataLoader(self.data[split], batch_sampler=sampler, collate_fn=collate)
         return DataLoader(self.data[split], batch_size=self.batch_size, shuffle=shuffle, collate_fn=collate)
 
     def train_dataloader(self) -> DataLoader:
@@ -263,17 +290,49 @@ class ConllDataModule(pl.LightningDataModule):
         return self._loader("test", False)
 
 
+class DocumentBatches(Sampler[list[int]]):
+    """Batches of sentence indices that keep documents whole: consecutive documents (in shuffled order
+    when `shuffle`) fill a batch up to `batch_size` sentences; a longer document is cut into pieces of
+    `batch_size`. `documents[i]` is sentence i's document; a document's sentences are consecutive."""
+
+    def __init__(self, documents: list[int], batch_size: int, shuffle: bool):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.pieces: list[list[int]] = []  # each document's sentences, cut to batch_size
+        for i, doc in enumerate(documents):
+            if i == 0 or doc != documents[i - 1] or len(self.pieces[-1]) == batch_size:
+                self.pieces.append([])
+            self.pieces[-1].append(i)
+
+    def _batches(self, order: list[int]) -> list[list[int]]:
+        batches = [[]]
+        for k in order:
+            if len(batches[-1]) + len(self.pieces[k]) > self.batch_size:
+                batches.append([])
+            batches[-1].extend(self.pieces[k])
+        return batches
+
+    def __iter__(self):
+        order = torch.randperm(len(self.pieces)).tolist() if self.shuffle else list(range(len(self.pieces)))
+        return iter(self._batches(order))
+
+    def __len__(self) -> int:  # in the unshuffled order; a shuffled epoch may differ by a few batches
+        return len(self._batches(list(range(len(self.pieces)))))
+
+
 def collate(items) -> TaggedBatch:
     """Encoded sentences (ConllDataModule.encode) as one zero-padded batch."""
     B = len(items)
     L = max(len(item[0]) for item in items)
     W = max(len(c) for item in items for c in item[1])
     F = len(items[0][3][0])
-    words, cases, tags = (torch.zeros(B, L, dtype=torch.long) for _ in range(3))
+    words, cases, tags, forms = (torch.zeros(B, L, dtype=torch.long) for _ in range(4))
     chars = torch.zeros(B, L, W, dtype=torch.long)
     features = torch.zeros(B, L, F, dtype=torch.long)
-    for b, (w, cs, k, fs, t) in enumerate(items):
+    for b, (w, cs, k, fs, t, f) in enumerate(items):
         words[b, : len(w)] = torch.tensor(w)
+        forms[b, : len(f)] = torch.tensor(f)
         cases[b, : len(k)] = torch.tensor(k)
         features[b, : len(fs)] = torch.tensor(fs, dtype=torch.long).view(len(fs), F)
         tags[b, : len(t)] = torch.tensor(t)
@@ -281,4 +340,4 @@ def collate(items) -> TaggedBatch:
             chars[b, i, : len(c)] = torch.tensor(c)
     lengths = torch.tensor([len(item[0]) for item in items])
     mask = torch.arange(L)[None, :] < lengths[:, None]
-    return TaggedBatch(words=words, chars=chars, cases=cases, features=features, tags=tags, mask=mask)
+    return TaggedBatch(words=words, chars=chars, cases=cases, features=features, tags=tags, mask=mask, forms=forms)

@@ -5,6 +5,11 @@ columns (POS, chunk), and the final states of a character-level BiLSTM run over 
 sequence per word); a multi-layer word-level BiLSTM runs over the sentence (packed: one sequence per
 sentence); a linear layer gives per-tag emission scores, decoded by a linear-chain CRF constrained to
 the tagging scheme, or by a per-token softmax.
+
+With `document_context`, the emission layer also sees, for each word, the mean of the word-level BiLSTM's
+outputs at the word's other occurrences in its document within the batch (the same normalised form, also
+when it is unknown): "Costa" alone in a headline reads what "Jorge Costa" said further down. It needs the
+data module's batch_by_document to see whole documents.
 """
 
 import lightning.pytorch as pl
@@ -39,6 +44,8 @@ class NERTagger(pl.LightningModule):
     cell: "lstm" or "gru" for both encoders; backend: the fused layers' backend.
     decoder: "crf" or "softmax".
     word_dropout: probability of replacing a training word by the unknown token (teaches its embedding).
+    document_context: also give the emission layer each word's mean BiLSTM output over its other
+        occurrences in the document (zeros where there are none); see the module docstring.
     lr, weight_decay: AdamW settings; lr_schedule: "plateau" (halve lr when val/f1 stops rising), "cosine"
         (warm-up over warmup_steps, then cosine decay to 0 at the last step) or "none" (see optim.py).
     """
@@ -59,6 +66,7 @@ class NERTagger(pl.LightningModule):
         num_layers: int = 1,
         dropout: float = 0.5,
         word_dropout: float = 0.05,
+        document_context: bool = False,
         cell: str = "lstm",
         decoder: str = "crf",
         backend: str | None = None,
@@ -95,7 +103,7 @@ class NERTagger(pl.LightningModule):
             dropout=dropout if num_layers > 1 else 0.0, backend=backend,
         )
         self.drop = nn.Dropout(dropout)
-        self.emit = nn.Linear(2 * hidden_size, len(tags))
+        self.emit = nn.Linear((4 if document_context else 2) * hidden_size, len(tags))
         self.crf = LinearChainCRF.for_tags(tags, scheme) if decoder == "crf" else None
         entity_types = sorted({split_tag(t)[1] for t in tags if t != "O"})
         self.span_f1 = nn.ModuleDict({stage: SpanF1(entity_types, scheme) for stage in ("val", "test")})
@@ -129,6 +137,8 @@ class NERTagger(pl.LightningModule):
         packed = pack_padded_sequence(self.drop(x), lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.word_rnn(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=L)
+        if self.hparams.document_context:
+            out = torch.cat([out, other_occurrences_mean(out, batch["forms"], mask)], dim=2)
         return self.emit(self.drop(out))
 
     def loss(self, emissions: torch.Tensor, tags: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -210,6 +220,19 @@ class NERTagger(pl.LightningModule):
             self, lr=hp.lr, weight_decay=hp.weight_decay, schedule=hp.lr_schedule, monitor="val/f1", mode="max",
             warmup_steps=hp.warmup_steps,
         )
+
+
+def other_occurrences_mean(states: torch.Tensor, forms: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """For each real token, the mean of `states` (B, L, D) over the other tokens of the batch with the
+    same form id (B, L); zeros where there is none, and at padding."""
+    real = states[mask]
+    _, group = torch.unique(forms[mask], return_inverse=True)
+    sums = real.new_zeros(int(group.max()) + 1 if group.numel() else 0, real.size(1)).index_add(0, group, real)
+    others = torch.bincount(group, minlength=sums.size(0))[group].unsqueeze(1) - 1
+    mean = (sums[group] - real) / others.clamp_min(1).to(real.dtype)
+    out = states.new_zeros(states.shape)
+    out[mask] = mean
+    return out
 
 
 def confusion_table(names: list[str], matrix: list[list[int]]) -> str:
