@@ -125,6 +125,14 @@ def test_documents_forms_and_document_batches(tmp_path):
     assert list(DocumentBatches(documents, 4, False)) == [[0, 1, 2, 3], [4, 5], [6, 7, 8, 9], [10]]
 
 
+def test_document_batches_refuse_several_processes(data):
+    dm = ConllDataModule(data["train"], data["dev"], batch_by_document=True)
+    dm.trainer = type("FakeTrainer", (), {"world_size": 2})()
+    dm.setup("fit")
+    with pytest.raises(ValueError, match="one process only"):
+        dm.train_dataloader()
+
+
 def test_other_occurrences_mean_against_a_loop():
     torch.manual_seed(0)
     states = torch.randn(3, 4, 5, dtype=torch.float64)
