@@ -70,8 +70,8 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1, scheme: str = "IOB
 
     def close():
         if words:
-            tags_ = iob1_to_iob2(tags) if scheme == "IOB1" else list(tags)
-            sentences.append(Sentence(list(words), tags_, list(lines), document))
+            held = iob1_to_iob2(tags) if scheme == "IOB1" else list(tags)
+            sentences.append(Sentence(list(words), held, list(lines), document))
             words.clear()
             tags.clear()
             lines.clear()
@@ -200,9 +200,10 @@ class ConllDataModule(pl.LightningDataModule):
             if not self.paths[split]:
                 raise ValueError(f"no {split} file: pass --data.{split}_path")
             sentences = read_conll(self.paths[split], self.tag_column, self.scheme)
-            if self.model_scheme != read_as(self.scheme):
+            held_as = read_as(self.scheme)
+            if self.model_scheme != held_as:
                 for s in sentences:
-                    s.tags = convert(s.tags, read_as(self.scheme), self.model_scheme)
+                    s.tags = convert(s.tags, held_as, self.model_scheme)
             self._sentences[split] = sentences
         return self._sentences[split]
 

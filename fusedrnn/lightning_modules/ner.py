@@ -226,9 +226,9 @@ def other_occurrences_mean(states: torch.Tensor, forms: torch.Tensor, mask: torc
     """For each real token, the mean of `states` (B, L, D) over the other tokens of the batch with the
     same form id (B, L); zeros where there is none, and at padding."""
     real = states[mask]
-    _, group = torch.unique(forms[mask], return_inverse=True)
-    sums = real.new_zeros(int(group.max()) + 1 if group.numel() else 0, real.size(1)).index_add(0, group, real)
-    others = torch.bincount(group, minlength=sums.size(0))[group].unsqueeze(1) - 1
+    distinct, group, counts = torch.unique(forms[mask], return_inverse=True, return_counts=True)
+    sums = real.new_zeros(len(distinct), real.size(1)).index_add(0, group, real)
+    others = (counts[group] - 1).unsqueeze(1)
     mean = (sums[group] - real) / others.clamp_min(1).to(real.dtype)
     out = states.new_zeros(states.shape)
     out[mask] = mean
