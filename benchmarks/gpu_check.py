@@ -1,12 +1,16 @@
 """`make gpu-check`: one prepared run on a GPU machine that checks and times the kernels.
 
-It uses the machine's own python3 from the source tree (PYTHONPATH=.) and installs nothing:
+It uses the machine's own python3 from the source tree (PYTHONPATH=.) and installs nothing. In order of
+what we know least, so that a run cut short by its time limit still brings back the most important part:
   1. versions and the GPU;
-  2. the GPU tests (`pytest -m gpu`): every kernel against float64 and cuDNN at real sizes;
-  3. the benchmark suite's gpu-check grid (speed, memory, gradient error vs cuDNN and a cell loop);
-  4. a profile of one forward+backward per strategy (benchmarks/profile_steps.py), for the notes.
-Everything printed is also written to benchmarks/results/<GPU>_<date>_gpu-check.log beside the
-suite's CSV, markdown and plots, and copied to $OUT when that is set (the device tool's return folder).
+  2. the persistent strategy's own GPU tests (barrier, repeatability, program counts, co-residency,
+     fallback, CUDA-graph capture), every grid barrier bounded (FUSEDRNN_SPIN_LIMIT) so none can hang;
+  3. the benchmark suite's gpu-check grid (speed, memory, gradient error vs cuDNN);
+  4. the GPU tests of every strategy (`pytest -m gpu tests/test_gpu.py`) against float64 and cuDNN;
+  5. the barrier's cost, a profile of one forward+backward per strategy and a sweep of the persistent
+     strategy's tiles (benchmarks/profile_steps.py), for the notes.
+Everything printed is also written to benchmarks/results/<GPU>_<date>_gpu-check.log beside the suite's
+CSV, markdown and plots, and copied to $OUT (the device tool's return folder) after every step.
 
 GPU_CHECK_DRY=1 runs the same path on the CPU with tiny sizes in Triton's interpreter, writing under
 benchmarks/results/dry-run/ (ignored by git), so no GPU minute is spent on a typo.
@@ -24,9 +28,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DRY = os.environ.get("GPU_CHECK_DRY") == "1"
-TEST_TIMEOUT_S = 300
-BENCH_TIMEOUT_S = 300
-PROFILE_TIMEOUT_S = 150
+PERSISTENT_TIMEOUT_S = 120
+BENCH_TIMEOUT_S = 240
+TEST_TIMEOUT_S = 200
+PROFILE_TIMEOUT_S = 120
+SPIN_LIMIT = str(1 << 24)  # polls per barrier wait before it gives up (~seconds): a hang becomes an error
 
 
 def without_machine_paths(text: str) -> str:
@@ -35,7 +41,8 @@ def without_machine_paths(text: str) -> str:
 
 
 def main() -> int:
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), PYTHONUNBUFFERED="1",
+               FUSEDRNN_SPIN_LIMIT=SPIN_LIMIT)
     if DRY:
         env["TRITON_INTERPRET"] = "1"
     import torch
@@ -56,6 +63,12 @@ def main() -> int:
         log.write(text + "\n")
         log.flush()
 
+    def bring_back() -> None:
+        if os.environ.get("OUT"):  # the device tool brings back what is there (at most 8 files)
+            for path in sorted(out_dir.iterdir()):
+                if path.is_file() and path.stat().st_mtime >= started:
+                    shutil.copy(path, os.environ["OUT"])
+
     def step(title: str, command: list[str], timeout: int) -> bool:
         say(without_machine_paths(f"\n## {title}\n$ {' '.join(command)}"))
         start = time.time()
@@ -66,6 +79,7 @@ def main() -> int:
             output, ok = f"{e.stdout or ''}{e.stderr or ''}\nTIMED OUT after {timeout} s", False
         say(without_machine_paths(output).rstrip())
         say(f"-> {'ok' if ok else 'FAILED'} in {time.time() - start:.0f} s")
+        bring_back()
         return ok
 
     say(f"# fusedrnn gpu-check {stamp}{' (DRY RUN on CPU, Triton interpreter)' if DRY else ''}")
@@ -81,28 +95,24 @@ def main() -> int:
         props = torch.cuda.get_device_properties(0)
         say(f"GPU {device}: {props.multi_processor_count} SMs, {props.total_memory / 2**30:.0f} GiB")
 
-    tests_ok = step(
-        "GPU tests",
-        [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", "tests/test_gpu.py"],
-        TEST_TIMEOUT_S,
-    )
+    pytest = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider"]
+    persistent_ok = step("Persistent strategy: GPU tests", [*pytest, "tests/test_persistent.py"], PERSISTENT_TIMEOUT_S)
     bench_args = ["--dry-run"] if DRY else ["--grid", "gpu-check"]
     bench_ok = step(
         "Benchmarks",
         [sys.executable, "-m", "fusedrnn.bench", *bench_args, "--out", str(out_dir.relative_to(ROOT))],
         BENCH_TIMEOUT_S,
     )
-    # Informational: where one forward+backward spends its time (does not decide the check).
+    tests_ok = step("GPU tests, every strategy", [*pytest, "tests/test_gpu.py"], TEST_TIMEOUT_S)
+    # Informational: barrier cost, where one forward+backward spends its time, tile sweep.
     profile_ok = step("Profile", [sys.executable, "benchmarks/profile_steps.py", "--sweep"], PROFILE_TIMEOUT_S)
-    say(f"\ngpu-check: tests {'passed' if tests_ok else 'FAILED'}, benchmarks {'ran' if bench_ok else 'FAILED'}, "
-        f"profile {'ran' if profile_ok else 'FAILED'}")
+    verdict = {True: "passed", False: "FAILED"}
+    say(f"\ngpu-check: persistent tests {verdict[persistent_ok]}, tests {verdict[tests_ok]}, "
+        f"benchmarks {'ran' if bench_ok else 'FAILED'}, profile {'ran' if profile_ok else 'FAILED'}, "
+        f"{time.time() - started:.0f} s")
     log.close()
-
-    if os.environ.get("OUT"):  # the device tool brings back what is there (at most 8 files)
-        for path in sorted(out_dir.iterdir()):
-            if path.is_file() and path.stat().st_mtime >= started:
-                shutil.copy(path, os.environ["OUT"])
-    return 0 if tests_ok and bench_ok else 1
+    bring_back()
+    return 0 if persistent_ok and tests_ok and bench_ok else 1
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@
 
 On a GPU the step loop is bound by the host (benchmarks/NOTES.md): each step costs the driver's Python
 plus one kernel launch. This script times the first part alone, anywhere: a fused LSTM layer runs
-forward+backward over CPU tensors with both step kernels replaced by functions that do nothing, so what
-is left is the driver (argument handling, StepLauncher's checks, the backward's bookkeeping) and, for the
+forward+backward over CPU tensors with both time-loop kernels replaced by functions that do nothing, so
+what is left is the driver (argument handling, StepLauncher, the backward's bookkeeping) and, for the
 stepwise strategy, torch's per-step GEMM on tiny CPU tensors. Triton's own launch cost is not included.
 Prints the median over repeats, per time step (one forward and one backward launch).
 """
@@ -20,9 +20,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")  # the fused backends accept CPU 
 import torch  # noqa: E402
 
 import fusedrnn  # noqa: E402
-import fusedrnn.nn.stack as stack  # noqa: E402
-from fusedrnn.kernels import stepwise  # noqa: E402
-from fusedrnn.kernels.lstm import LSTM_KERNELS  # noqa: E402
+from fusedrnn.strategies import driver  # noqa: E402
 
 
 class NoopKernel:
@@ -40,10 +38,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    noop = stepwise.CellKernels(
-        "LSTM", LSTM_KERNELS.gates, LSTM_KERNELS.saved_blocks, True, True, NoopKernel(), NoopKernel()
-    )
-    stack.cell_kernels = lambda mode: noop
+    driver.forward_kernel = driver.backward_kernel = NoopKernel()
     x = torch.randn(args.steps, 4, 16, requires_grad=True)
     for backend in ("triton", "triton-fusedstep"):
         lstm = fusedrnn.LSTM(16, 16, backend=backend)

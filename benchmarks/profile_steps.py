@@ -1,13 +1,16 @@
-"""Where the time of one forward+backward goes: GPU kernel time against wall time, per kernel.
+"""Where the time of one forward+backward goes, what a grid barrier costs, and which tiles are fastest.
 
     PYTHONPATH=. python3 benchmarks/profile_steps.py [--shape 64x512x256] [--cells LSTM,GRU] [--sweep]
 
-For each provider (cuDNN and every fused strategy) and dtype it runs one sequence case as the benchmark
-suite builds it (same weights, same inputs), warms up, then records one forward+backward with
-torch.profiler and prints: wall time, the summed time of the GPU kernels (busy), their number, and the
-kernels that took longest. busy much below wall means the run waits on launches from the host; a kernel
-family that grows between dtypes points at the kernel itself. --sweep then times the fusedstep strategy's
-forward+backward for a few tile shapes (the `_blocks` choice, patched here only), to pick the next default.
+1. The grid barrier alone: a kernel that only meets at the barrier, for several program counts (us per
+   barrier), so the persistent strategy's per-step time can be split into barrier and work.
+2. For each provider (cuDNN and every fused strategy) and dtype: one sequence case as the benchmark
+   suite builds it (same weights, same inputs), warmed up, then one forward+backward under
+   torch.profiler: wall time, the summed time of the GPU kernels (busy), their number, the longest
+   kernels. busy much below wall means the run waits on launches from the host. fusedstep runs with
+   Triton's JIT launches and with direct launches (FUSEDRNN_DIRECT_LAUNCH) side by side.
+3. --sweep: forward and forward+backward time of the persistent strategy for several tile shapes and
+   pipeline depths (patching `tiles.choose`), each checked against the default tiles' outputs.
 Run by `make gpu-check` after the benchmarks; GPU_CHECK_DRY=1 runs it on the CPU in Triton's interpreter
 at a tiny shape.
 """
@@ -25,15 +28,23 @@ DRY = os.environ.get("GPU_CHECK_DRY") == "1"
 if DRY:
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+import triton  # noqa: E402
+import triton.language as tl  # noqa: E402
+
 from fusedrnn.bench.grid import Case, parse_dtype, parse_shape  # noqa: E402
 from fusedrnn.bench.providers import FUSED_STRATEGIES, PROVIDERS  # noqa: E402
-from fusedrnn.bench.suites import forward_backward  # noqa: E402
+from fusedrnn.bench.suites import forward_backward, forward_only  # noqa: E402
 from fusedrnn.bench.timing import time_call  # noqa: E402
 from fusedrnn.bench.workload import draw_inputs, make_template  # noqa: E402
-from fusedrnn.kernels import stepwise  # noqa: E402
+from fusedrnn.strategies import launch, tiles  # noqa: E402
+from fusedrnn.strategies.kernels import grid_barrier  # noqa: E402
+from fusedrnn.strategies.persistent import LAUNCH_OPTIONS  # noqa: E402
+from fusedrnn.strategies.tiles import Tiles  # noqa: E402
 
-# (BLOCK_B, BLOCK_H, BLOCK_K, num_warps) tried by --sweep; the first is the current default for 16-bit types.
-SWEEP_TILES = [(16, 32, 64, 4), (16, 32, 32, 4), (16, 64, 64, 4), (32, 32, 64, 4), (16, 16, 64, 2), (16, 32, 128, 4)]
+# (BLOCK_B, BLOCK_H, BLOCK_K, num_warps, num_stages) tried by --sweep for the persistent strategy.
+SWEEP_TILES = [(16, 16, 64, 4, 1), (16, 16, 64, 4, 2), (16, 16, 128, 4, 1), (16, 16, 128, 4, 2), (16, 16, 256, 4, 1),
+               (16, 16, 32, 4, 1), (16, 32, 64, 4, 1), (32, 16, 64, 4, 1), (16, 16, 64, 2, 1), (16, 16, 64, 8, 1)]
+BARRIER_PROGRAMS = (1,) if DRY else (16, 64, 132)
 
 
 def kernel_times(prof, device_type: str) -> dict[str, tuple[float, int]]:
@@ -73,27 +84,56 @@ def profile_case(case: Case, provider_name: str, device: torch.device, top: int)
         print(f"  {ms:9.3f} ms  {count:6d} x {ms * 1000 / count:8.2f} us  {name}")
 
 
-def sweep_tiles(case: Case, device: torch.device, repeats: int) -> None:
-    """Median forward+backward time of the fusedstep strategy for each tile shape in SWEEP_TILES."""
-    one_pass = forward_backward(PROVIDERS["fusedrnn-fusedstep"].build(case, make_template(case, device)))
-    inputs = draw_inputs(case, device, seed=1)
-    default_blocks = stepwise._blocks
-    print(f"\n{case.label} | fusedrnn-fusedstep tile sweep (median of {repeats} forward+backward)")
-    try:
-        for block_b, block_h, block_k, warps in SWEEP_TILES:
-            def blocks(B, H, dtype, gemm_in_kernel, allow_tf32, tile=(block_b, block_h, block_k, warps)):
-                grid, meta = default_blocks(B, H, dtype, gemm_in_kernel, allow_tf32)
-                if gemm_in_kernel:
-                    grid = (-(-B // tile[0]), -(-H // tile[1]))
-                    meta.update(BLOCK_B=tile[0], BLOCK_H=tile[1], BLOCK_K=tile[2], num_warps=tile[3])
-                return grid, meta
+@triton.jit
+def barriers_only(sync_ptr, n):
+    for k in range(n):
+        grid_barrier(sync_ptr, (k + 1) * tl.num_programs(0), 0)
 
-            stepwise._blocks = blocks
-            timing = time_call(one_pass, [inputs], warmup=1, repeats=repeats, device=device)  # warm-up compiles
-            print(f"  BLOCK_B={block_b:3d} BLOCK_H={block_h:3d} BLOCK_K={block_k:3d} warps={warps}: "
-                  f"{timing.median_ms:8.2f} ms")
+
+def barrier_cost(device: torch.device) -> None:
+    """Microseconds per grid barrier, from a kernel that does nothing but meet at the barrier."""
+    rounds = 8 if DRY else 20000
+    print(f"\ngrid barrier alone ({rounds} barriers per launch, cooperative launch):")
+    for programs in BARRIER_PROGRAMS:
+        def run(_, programs=programs):
+            sync = torch.zeros(2, dtype=torch.int32, device=device)
+            barriers_only[(programs,)](sync, rounds, num_warps=4, **LAUNCH_OPTIONS)
+
+        timing = time_call(run, [None], warmup=1, repeats=1 if DRY else 5, device=device)
+        print(f"  {programs:4d} programs: {timing.median_ms * 1000 / rounds:7.3f} us per barrier")
+
+
+def sweep_tiles(case: Case, device: torch.device, repeats: int) -> None:
+    """Forward and forward+backward medians of the persistent strategy per tile shape in SWEEP_TILES, each
+    checked against the default tiles (largest error relative to the output's scale)."""
+    template = make_template(case, device)
+    runner = PROVIDERS["fusedrnn-persistent"].build(case, template)
+    inputs = draw_inputs(case, device, seed=1)
+    with torch.no_grad():
+        expected = runner.forward(inputs.x, inputs.states)[0].float()
+    default_choose = tiles.choose
+    print(f"\n{case.label} | fusedrnn-persistent tile sweep (median of {repeats}; error vs default tiles)")
+    try:
+        for block_b, block_h, block_k, warps, stages in SWEEP_TILES:
+            tile = Tiles(block_b, block_h, block_k, warps, stages)
+
+            def choose(strategy, B, H, dtype, programs=0, tile=tile):
+                return tile if strategy == "triton-persistent" else default_choose(strategy, B, H, dtype, programs)
+
+            tiles.choose = choose
+            label = f"  BLOCK_B={block_b:3d} BLOCK_H={block_h:3d} BLOCK_K={block_k:3d} warps={warps} stages={stages}"
+            try:
+                forward = time_call(forward_only(runner), [inputs], warmup=1, repeats=repeats, device=device)
+                both = time_call(forward_backward(runner), [inputs], warmup=1, repeats=repeats, device=device)
+                with torch.no_grad():
+                    got = runner.forward(inputs.x, inputs.states)[0].float()
+                error = float((got - expected).abs().max() / expected.abs().max())
+                print(f"{label}: forward {forward.median_ms:8.3f} ms ({forward.median_ms * 1000 / case.seq_len:6.2f} "
+                      f"us/step), fwd+bwd {both.median_ms:8.3f} ms, error {error:.1e}", flush=True)
+            except Exception as error:  # a tile shape that does not compile or fit: note it, go on
+                print(f"{label}: FAILED {type(error).__name__}: {str(error).strip().splitlines()[0][:200]}")
     finally:
-        stepwise._blocks = default_blocks
+        tiles.choose = default_choose
 
 
 def main() -> int:
@@ -102,30 +142,35 @@ def main() -> int:
     parser.add_argument("--cells", default="LSTM" if DRY else "LSTM,GRU")
     parser.add_argument("--dtypes", default="float32" if DRY else "float32,bfloat16")
     parser.add_argument("--top", type=int, default=6, help="kernels listed per run")
-    parser.add_argument("--sweep", action="store_true", help="also time fusedstep tile shapes (LSTM, each dtype)")
+    parser.add_argument("--sweep", action="store_true", help="also time persistent tile shapes (LSTM, each dtype)")
+    parser.add_argument("--sweep-shapes", default="3x37x7" if DRY else "64x512x512,16x768x1024")
+    parser.add_argument("--sweep-dtypes", default="float32" if DRY else "bfloat16")
     args = parser.parse_args()
     device = torch.device("cpu" if DRY else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         print("profile_steps needs a CUDA GPU; GPU_CHECK_DRY=1 runs it on the CPU at a tiny shape.")
         return 2
+    barrier_cost(device)
     batch, hidden, seq_len = parse_shape(args.shape)
     providers = ([] if DRY else ["cudnn"]) + [f"fusedrnn-{s}" for s in FUSED_STRATEGIES]
-    default_launch = stepwise.DIRECT_LAUNCH
+    default_launch = launch.DIRECT_LAUNCH
     for direct in (False, True):  # StepLauncher's direct launches off and on (opt-in until a GPU run checks them)
-        stepwise.DIRECT_LAUNCH = direct
+        launch.DIRECT_LAUNCH = direct
         for dtype in map(parse_dtype, args.dtypes.split(",")):
             case = Case("sequence", "LSTM", dtype, batch, hidden, hidden, seq_len)
             print(f"\nFUSEDRNN_DIRECT_LAUNCH={int(direct)}:", end="")
             profile_case(case, "fusedrnn-fusedstep", device, 2)
-    stepwise.DIRECT_LAUNCH = default_launch
+    launch.DIRECT_LAUNCH = default_launch
     for cell in args.cells.split(","):
         for dtype in map(parse_dtype, args.dtypes.split(",")):
             case = Case("sequence", cell.strip(), dtype, batch, hidden, hidden, seq_len)
             for provider in providers:
                 profile_case(case, provider, device, args.top)
     if args.sweep:
-        for dtype in map(parse_dtype, args.dtypes.split(",")):
-            sweep_tiles(Case("sequence", "LSTM", dtype, batch, hidden, hidden, seq_len), device, 2 if DRY else 7)
+        for shape in args.sweep_shapes.split(","):
+            b, h, t = parse_shape(shape)
+            for dtype in map(parse_dtype, args.sweep_dtypes.split(",")):
+                sweep_tiles(Case("sequence", "LSTM", dtype, b, h, h, t), device, 2 if DRY else 7)
     return 0
 
 

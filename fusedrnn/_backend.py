@@ -16,10 +16,11 @@ from typing import Literal, get_args
 
 import torch
 
-Backend = Literal["auto", "triton", "triton-fusedstep", "torch"]  # for annotations (LightningCLI reads them)
+# Spelled out for annotations (LightningCLI reads them); the Triton values are fusedrnn.strategies.NAMES.
+Backend = Literal["auto", "triton", "triton-fusedstep", "triton-persistent", "torch"]
 BACKENDS = get_args(Backend)
-STEPWISE, FUSEDSTEP = "triton", "triton-fusedstep"  # the Triton strategies' backend values
-TRITON_BACKENDS = (STEPWISE, FUSEDSTEP)
+STEPWISE, FUSEDSTEP, PERSISTENT = "triton", "triton-fusedstep", "triton-persistent"
+TRITON_BACKENDS = (STEPWISE, FUSEDSTEP, PERSISTENT)
 ENV_VAR = "FUSEDRNN_BACKEND"
 # Where `auto` picks fusedstep on CUDA: a committed GPU result shows it correct there (and faster in bf16).
 GPU_CHECKED_FUSEDSTEP_DTYPES = (torch.bfloat16, torch.float16)

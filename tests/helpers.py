@@ -73,10 +73,10 @@ def canonical(out, batch_first=False):
 
 
 def reference_forward(module, input, hx=None, dropout=0.0):
-    """What `module` (a torch-style LSTM or GRU) returns, computed by fusedrnn.kernels.reference."""
+    """What `module` (a torch-style LSTM or GRU) returns, computed by fusedrnn.reference."""
     from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-    from fusedrnn.kernels import reference
+    from fusedrnn import reference
 
     mode = module.mode
     D = 2 if module.bidirectional else 1

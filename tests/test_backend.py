@@ -71,18 +71,18 @@ def test_auto_picks_the_strategy_shown_correct_on_a_gpu(monkeypatch, dtype, pick
 @pytest.mark.parametrize("how", ["argument", "environment"])
 def test_fusedstep_backend_runs_the_gemm_in_the_kernel(monkeypatch, mode, how):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    from fusedrnn.kernels import stepwise
+    from fusedrnn.strategies import tiles
 
     strategies = []
-    real = stepwise._blocks
-    monkeypatch.setattr(stepwise, "_blocks", lambda *a: strategies.append(a[3]) or real(*a))
+    real = tiles.choose
+    monkeypatch.setattr(tiles, "choose", lambda *a, **k: strategies.append(a[0]) or real(*a, **k))
     if how == "environment":
         monkeypatch.setenv("FUSEDRNN_BACKEND", "triton-fusedstep")
     rnn = getattr(fusedrnn, mode)(5, 4, backend="triton-fusedstep" if how == "argument" else None)
     x = torch.randn(3, 2, 5, requires_grad=True)
     rnn(x)[0].sum().backward()
     getattr(fusedrnn, mode + "Cell")(5, 4, backend="triton-fusedstep")(x[0])
-    assert strategies == [True, True, True]  # forward, backward, cell
+    assert strategies == ["triton-fusedstep"] * 3  # forward, backward, cell
 
 
 @pytest.mark.parametrize("module", ["LSTM", "GRUCell"])
@@ -90,11 +90,11 @@ def test_float32_products_may_use_tf32_as_the_torch_counterpart_does(monkeypatch
     """A sequence module follows torch.backends.cudnn.allow_tf32 (what nn.LSTM/GRU obey), a cell
     torch.backends.cuda.matmul.allow_tf32 (what nn.LSTMCell/GRUCell obey)."""
     monkeypatch.setenv("TRITON_INTERPRET", "1")
-    from fusedrnn.kernels import stepwise
+    from fusedrnn.strategies import driver
 
     seen = []
-    real = stepwise._dot_precision
-    monkeypatch.setattr(stepwise, "_dot_precision", lambda *a: seen.append(a[1]) or real(*a))
+    real = driver._gemm_flags
+    monkeypatch.setattr(driver, "_gemm_flags", lambda *a: seen.append(a[1]) or real(*a))
     rnn = getattr(fusedrnn, module)(5, 4, backend="triton-fusedstep")
     x = torch.randn(2, 3, 5) if module == "LSTM" else torch.randn(3, 5)
     flags = torch.backends.cudnn if module == "LSTM" else torch.backends.cuda.matmul
@@ -106,5 +106,5 @@ def test_float32_products_may_use_tf32_as_the_torch_counterpart_does(monkeypatch
             assert seen[-1] is allowed
     finally:
         flags.allow_tf32 = before
-    assert stepwise._dot_precision(torch.float32, True) == "tf32"
-    assert stepwise._dot_precision(torch.bfloat16, True) == stepwise._dot_precision(torch.float64, True) == "ieee"
+    precision = {dtype: driver._gemm_flags(dtype, True)["DOT_PRECISION"] for dtype in (torch.float32, torch.bfloat16, torch.float64)}
+    assert precision == {torch.float32: "tf32", torch.bfloat16: "ieee", torch.float64: "ieee"}

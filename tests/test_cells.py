@@ -7,7 +7,7 @@ from torch import nn
 
 import fusedrnn
 from fusedrnn._backend import TRITON_BACKENDS
-from fusedrnn.kernels import reference
+from fusedrnn.cells import cell
 
 
 def cell_pair(mode, dtype, input_size=5, hidden_size=37, bias=True, backend="triton"):
@@ -52,9 +52,9 @@ def test_cell_matches_reference_and_torch(backend, mode, dtype, batched, with_hx
     weights = (twin.weight_ih, twin.weight_hh) + ((twin.bias_ih, twin.bias_hh) if bias else ())
     ref_states = rstates if with_hx else [torch.zeros(*lead, 37, dtype=torch.float64)] * len(states64)
     if batched:
-        ref_out = list(reference.CELLS[mode](rx, tuple(ref_states), *weights))
+        ref_out = list(cell(mode).reference_step(rx, tuple(ref_states), *weights))
     else:
-        ref_out = [s[0] for s in reference.CELLS[mode](rx[None], tuple(s[None] for s in ref_states), *weights)]
+        ref_out = [s[0] for s in cell(mode).reference_step(rx[None], tuple(s[None] for s in ref_states), *weights)]
     for expected in (ref_out, torch_out):
         ref_grads = torch.autograd.grad(expected, [rx, *rstates, *twin.parameters()], upstream, retain_graph=True)
         assert all(o.shape == e.shape and o.dtype == dtype for o, e in zip(out, expected))

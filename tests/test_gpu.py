@@ -28,12 +28,26 @@ SHAPES = [
     (48, 256, 64, dict(num_layers=2, bidirectional=True), True),
     (32, 128, 96, dict(batch_first=True), False),
 ]
+# The persistent strategy also at one step, and at T=1024 with odd sizes (tiles cut at both edges).
+PERSISTENT_SHAPES = SHAPES + [(17, 129, 1, {}, False), (5, 200, 1024, {}, False)]
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
 if DRY:
-    SHAPES = [(3, 37, 7, {}, False), (4, 8, 5, dict(num_layers=2, bidirectional=True), True)]
-DTYPES = [torch.float32, torch.float16] if DRY else [torch.float32, torch.bfloat16, torch.float16]
+    SHAPES = PERSISTENT_SHAPES = [(3, 37, 7, {}, False), (4, 8, 5, dict(num_layers=2, bidirectional=True), True)]
+    DTYPES = [torch.float32, torch.float16]
+
+
+def layer_cases():
+    """(backend, direct launches, shape) to check: every strategy at every shape; the direct launches of
+    the per-step strategies (FUSEDRNN_DIRECT_LAUNCH) at two shapes."""
+    cases = [("triton-persistent", False, shape) for shape in PERSISTENT_SHAPES]
+    cases += [("triton-fusedstep", False, shape) for shape in SHAPES]
+    cases += [("triton", False, shape) for shape in SHAPES[:2]]
+    cases += [(backend, True, shape) for backend in ("triton", "triton-fusedstep") for shape in (SHAPES[0], SHAPES[-2])]
+    return [pytest.param(*case, id=f"{case[0]}-{'direct' if case[1] else 'jit'}-{shape_id(case[2])}") for case in cases]
 
 
 def shape_id(shape):
+    """A test id for a (B, H, T, extra, packed) shape."""
     B, H, T, extra, packed = shape
     return f"B{B}-H{H}-T{T}" + "".join(f"-{k}" for k in extra) + ("-packed" if packed else "")
 
@@ -59,16 +73,14 @@ def assert_within_torch_error(names, got, theirs, expected, dtype):
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.parametrize("direct_launch", [False, True], ids=["jit-launch", "direct-launch"])
-@pytest.mark.parametrize("backend", TRITON_BACKENDS)
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+@pytest.mark.parametrize("backend, direct_launch, shape", layer_cases())
 def test_layer_against_cudnn(backend, mode, dtype, shape, direct_launch, monkeypatch):
     """Every strategy, launched through Triton's JIT and directly (StepLauncher), against float64 and cuDNN."""
-    from fusedrnn.kernels import stepwise
+    from fusedrnn.strategies import launch
 
-    monkeypatch.setattr(stepwise, "DIRECT_LAUNCH", direct_launch)
+    monkeypatch.setattr(launch, "DIRECT_LAUNCH", direct_launch)
     B, H, T, extra, packed = shape
     torch.manual_seed(B * H + T)
     reference = getattr(nn, mode)(H, H, device=DEVICE, dtype=torch.float64, **extra)

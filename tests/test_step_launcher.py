@@ -1,19 +1,19 @@
-"""StepLauncher: the compiled kernel is reused only while every tensor keeps its alignment.
+"""StepLauncher: the first launch goes through Triton's JIT, later ones (FUSEDRNN_DIRECT_LAUNCH) call the
+compiled kernel with every parameter in signature order.
 
 The direct launch itself runs only on a GPU (tests/test_gpu.py checks its results at real sizes); here a
 stand-in for Triton's JIT function and compiled kernel records which path each launch took.
 """
 
 import pytest
-import torch
 
-from fusedrnn.kernels import stepwise
-from fusedrnn.kernels.stepwise import StepLauncher
+from fusedrnn.strategies import launch as launch_module
+from fusedrnn.strategies.launch import StepLauncher
 
 
 @pytest.fixture(autouse=True)
 def direct_launches_on(monkeypatch):
-    monkeypatch.setattr(stepwise, "DIRECT_LAUNCH", True)
+    monkeypatch.setattr(launch_module, "DIRECT_LAUNCH", True)
 
 
 class FakeCompiled:
@@ -27,48 +27,43 @@ class FakeCompiled:
 
 
 class FakeJit:
-    arg_names = ["x", "step", "FLAG", "BLOCK"]
+    arg_names = ["x", "k_begin", "k_end", "FLAG", "BLOCK"]
 
     def __init__(self, compiles=True):
         self.log, self.compiles = [], compiles
 
     def __getitem__(self, grid):
-        def run(*args, **constexprs):
-            self.log.append(("jit", grid, args, constexprs))
+        def run(**kwargs):
+            self.log.append(("jit", grid, kwargs))
             return FakeCompiled(self.log) if self.compiles else None
 
         return run
 
 
-def test_reuses_a_compiled_kernel_per_alignment_of_the_varying_tensors():
+def test_later_launches_call_the_compiled_kernel_with_arguments_in_signature_order():
     kernel = FakeJit()
-    launch = StepLauncher(kernel, (2, 3), dict(FLAG=True, BLOCK=16, num_warps=4), varying=(0,))
-    x = torch.zeros(64)
-    launch(x, 0)
-    launch(x, 1)
-    launch(x[1:], 2)  # 4 bytes off: not what the first kernel was compiled for
-    launch(x[1:], 3)
-    launch(x[4:], 4)  # 16 bytes off: aligned, as the first
-    paths = [entry[0] for entry in kernel.log]
-    assert paths == ["jit", "direct", "jit", "direct", "direct"]
-    assert kernel.log[0] == ("jit", (2, 3), (x, 0), dict(FLAG=True, BLOCK=16, num_warps=4))
-    # Direct launches pass the compile-time parameters in signature order, launch options left out.
-    assert kernel.log[1] == ("direct", (2, 3), (x, 1, True, 16))
-    assert kernel.log[4][2][0].data_ptr() == x[4:].data_ptr()
+    launch = StepLauncher(kernel, (2, 3), dict(x="tensor"), dict(FLAG=True, BLOCK=16, num_warps=4))
+    launch(0, 1)
+    launch(1, 2)
+    launch(2, 3)
+    assert [entry[0] for entry in kernel.log] == ["jit", "direct", "direct"]
+    assert kernel.log[0] == ("jit", (2, 3), dict(x="tensor", k_begin=0, k_end=1, FLAG=True, BLOCK=16, num_warps=4))
+    # Launch options (num_warps) are not kernel parameters: the compiled kernel carries them.
+    assert kernel.log[1] == ("direct", (2, 3), ("tensor", 1, 2, True, 16))
 
 
 def test_interpreter_goes_through_triton_every_time():
     kernel = FakeJit(compiles=False)
-    launch = StepLauncher(kernel, (1,), dict(FLAG=False, BLOCK=8), varying=(0,))
+    launch = StepLauncher(kernel, (1,), dict(x=0), dict(FLAG=False, BLOCK=8))
     for step in range(3):
-        launch(torch.zeros(4), step)
+        launch(step, step + 1)
     assert [entry[0] for entry in kernel.log] == ["jit"] * 3
 
 
 def test_direct_launches_can_be_switched_off(monkeypatch):
-    monkeypatch.setattr(stepwise, "DIRECT_LAUNCH", False)
+    monkeypatch.setattr(launch_module, "DIRECT_LAUNCH", False)
     kernel = FakeJit()
-    launch = StepLauncher(kernel, (1,), dict(FLAG=False, BLOCK=8), varying=(0,))
+    launch = StepLauncher(kernel, (1,), dict(x=0), dict(FLAG=False, BLOCK=8))
     for step in range(3):
-        launch(torch.zeros(4), step)
+        launch(step, step + 1)
     assert [entry[0] for entry in kernel.log] == ["jit"] * 3

@@ -1,11 +1,14 @@
 """What gets measured: benchmark cases and the named grids that list them."""
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 
 import torch
 
-CELLS = ("LSTM", "GRU")
+from fusedrnn.cells import MODES
+
+CELLS = MODES
 DTYPE_NAMES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -107,27 +110,35 @@ def interpreter_sized(batch: int, hidden: int, seq_len: int = 1) -> bool:
     return batch * hidden * seq_len <= INTERPRETER_MAX_ELEMENTS
 
 
-def _default() -> Grid:
-    cases = sequence_cases(CELLS, FP32_BF16, itertools.product((16, 64, 256), (256, 512, 1024), (512,)))
+def _default_sequences(**options) -> list[Case]:
+    """The default grid's sequence cases: B x H x T=512 in fp32 and bf16, FlashRNN's point, 2-layer bidir."""
+    cases = sequence_cases(CELLS, FP32_BF16, itertools.product((16, 64, 256), (256, 512, 1024), (512,)), **options)
     published = (PUBLISHED["batch"], PUBLISHED["hidden"], PUBLISHED["seq_len"])
-    cases += sequence_cases((PUBLISHED["cell"],), (PUBLISHED["dtype"],), [published])
-    cases += sequence_cases(CELLS, (torch.bfloat16,), [(64, 512, 512)], layers=2, bidirectional=True)
-    cases += step_cases(CELLS, FP32_BF16, itertools.product((16, 256), (256, 1024)))
+    cases += sequence_cases((PUBLISHED["cell"],), (PUBLISHED["dtype"],), [published], **options)
+    cases += sequence_cases(CELLS, (torch.bfloat16,), [(64, 512, 512)], layers=2, bidirectional=True, **options)
+    return cases
+
+
+def _default() -> Grid:
+    cases = _default_sequences() + step_cases(CELLS, FP32_BF16, itertools.product((16, 256), (256, 1024)))
     return Grid("default", "the full GPU grid: B x H x T=512, fp32 and bf16, plus FlashRNN's point and 2-layer bidir",
                 tuple(cases), warmup=5, repeats=30)
 
 
 def _gpu_check() -> Grid:
-    # torch.compile costs tens of seconds per shape and dtype, so it runs on one case only.
-    no_compile = ("compiled-cell-loop",)
+    # The default grid's sequences, to fit a few minutes: the slow providers (stepwise, the cell loops) on
+    # one case and fusedstep on the B=64 cases, as yardsticks; every case has cuDNN and persistent.
+    slow = ("fusedrnn-stepwise", "cell-loop", "compiled-cell-loop")
     cases = []
-    for cell, dtype in itertools.product(CELLS, FP32_BF16):
-        compiled = cell == "LSTM" and dtype == torch.bfloat16
-        cases += sequence_cases((cell,), (dtype,), [(64, 512, 256)], exclude=() if compiled else no_compile)
-    cases += sequence_cases(CELLS, (torch.bfloat16,), [(16, 1024, 512), (256, 1024, 512)], exclude=no_compile)
+    for case in _default_sequences():
+        left_out = () if (case.cell, case.dtype, case.batch, case.hidden, case.layers) == (
+            "LSTM", torch.bfloat16, 64, 512, 1) else slow
+        if case.batch != 64:
+            left_out += ("fusedrnn-fusedstep",)
+        cases.append(dataclasses.replace(case, exclude=left_out))
     cases += step_cases(CELLS, FP32_BF16, [(64, 512)])
-    return Grid("gpu-check", "a small GPU grid that fits in a few minutes on an H100, compilation included",
-                tuple(cases), warmup=3, repeats=15)
+    return Grid("gpu-check", "the default grid's sequences, few repeats, slow providers on a few cases",
+                tuple(cases), warmup=2, repeats=10)
 
 
 def _cpu() -> Grid:

@@ -12,21 +12,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-import fusedrnn
-from fusedrnn import _backend
+from fusedrnn import _backend, strategies
 from fusedrnn.bench import flashrnn_adapter
 from fusedrnn.bench.cell_loop import CellLoop, cell_step
 from fusedrnn.bench.grid import Case
-from fusedrnn.bench.workload import TORCH_CLASSES, copy_of
+from fusedrnn.bench.workload import FUSED_CLASSES, TORCH_CLASSES, copy_of
 
-# Every fused strategy and the backend= value that forces it. A new strategy gets a line here.
-FUSED_STRATEGIES = {"stepwise": "triton", "fusedstep": "triton-fusedstep"}
-FUSED_CLASSES = {
-    ("sequence", "LSTM"): fusedrnn.LSTM,
-    ("sequence", "GRU"): fusedrnn.GRU,
-    ("step", "LSTM"): fusedrnn.LSTMCell,
-    ("step", "GRU"): fusedrnn.GRUCell,
-}
+# Every fused strategy (its label) and the backend= value that forces it, from the strategy registry.
+FUSED_STRATEGIES = {label: name for name, label in strategies.LABELS.items()}
 
 
 @dataclass

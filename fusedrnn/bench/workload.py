@@ -6,13 +6,14 @@ import torch
 from torch import nn
 
 from fusedrnn.bench.grid import Case
+from fusedrnn.cells import REGISTRY, cell
+from fusedrnn.nn import FUSED_CELLS, FUSED_LAYERS
 
-TORCH_CLASSES = {
-    ("sequence", "LSTM"): nn.LSTM,
-    ("sequence", "GRU"): nn.GRU,
-    ("step", "LSTM"): nn.LSTMCell,
-    ("step", "GRU"): nn.GRUCell,
-}
+# (case kind, mode) -> the torch class and its fused twin, from the cell registry.
+TORCH_CLASSES = {(kind, mode): getattr(entry, "layer" if kind == "sequence" else "cell")
+                 for mode, entry in REGISTRY.items() for kind in ("sequence", "step")}
+FUSED_CLASSES = {("sequence", mode): FUSED_LAYERS[mode] for mode in REGISTRY}
+FUSED_CLASSES.update({("step", mode): FUSED_CELLS[mode] for mode in REGISTRY})
 
 
 def new_module(module_class, case: Case, device: torch.device, dtype: torch.dtype, **options) -> nn.Module:
@@ -45,7 +46,7 @@ def copy_of(template: nn.Module, module_class, case: Case, **options) -> nn.Modu
 
 
 def has_cell_state(case: Case) -> bool:
-    return case.cell == "LSTM"
+    return cell(case.cell).has_cell_state
 
 
 def output_names(case: Case) -> list[str]:

@@ -1,13 +1,14 @@
-"""Drop-in `LSTMCell` and `GRUCell`: one step of the fused stepwise recurrence (a sequence of length 1)."""
+"""Drop-in `LSTMCell` and `GRUCell`: one step of the fused recurrence (a sequence of length 1)."""
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from fusedrnn._backend import resolve
-from fusedrnn.kernels import cell_kernels, recurrence
+from fusedrnn.cells import cell
 from fusedrnn.nn.backend_option import BackendOption
 from fusedrnn.nn.checks import check_devices_and_dtypes
+from fusedrnn.strategies import recurrence
 
 
 class FusedCellMixin(BackendOption):
@@ -20,7 +21,7 @@ class FusedCellMixin(BackendOption):
         implementation = resolve(self.backend, input)
         if implementation == "torch":
             return super().forward(input, hx)
-        has_cell_state = self.mode == "LSTM"
+        has_cell_state = cell(self.mode).has_cell_state
         states = (tuple(hx) if has_cell_state else (hx,)) if hx is not None else None
         name = type(self).__name__
         if input.dim() not in (1, 2):
@@ -37,10 +38,9 @@ class FusedCellMixin(BackendOption):
         check_devices_and_dtypes(input, states or (), self.weight_ih)
 
         gx = F.linear(input, self.weight_ih, self.bias_ih).unsqueeze(0)
-        initial = states if states is not None else (None,) * (2 if has_cell_state else 1)
-        kernels = cell_kernels(self.mode)
+        initial = states if states is not None else (None,) * cell(self.mode).states
         # As nn.LSTMCell/GRUCell (cuBLAS): float32 products may use TF32 only when torch's matmul flag allows it.
-        _, *final = recurrence(kernels, gx, self.weight_hh, self.bias_hh, initial, None, False, implementation,
+        _, *final = recurrence(self.mode, gx, self.weight_hh, self.bias_hh, initial, None, False, implementation,
                                allow_tf32=torch.backends.cuda.matmul.allow_tf32)
         if not batched:
             final = [s.squeeze(0) for s in final]
@@ -81,3 +81,6 @@ class GRUCell(FusedCellMixin, nn.GRUCell):
 
     mode = "GRU"
 
+
+
+FUSED_CELLS = {"LSTM": LSTMCell, "GRU": GRUCell}  # torch's mode -> the fused cell class

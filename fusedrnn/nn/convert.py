@@ -5,10 +5,13 @@ import copy
 from torch import nn
 
 from fusedrnn._backend import check_backend
-from fusedrnn.nn.cell import GRUCell, LSTMCell
-from fusedrnn.nn.rnn import GRU, LSTM
+from fusedrnn.cells import REGISTRY
+from fusedrnn.nn.cell import FUSED_CELLS
+from fusedrnn.nn.rnn import FUSED_LAYERS
 
-FUSED = {nn.LSTM: LSTM, nn.GRU: GRU, nn.LSTMCell: LSTMCell, nn.GRUCell: GRUCell}
+# torch class -> its fused twin, for every registered cell.
+FUSED = {entry.layer: FUSED_LAYERS[mode] for mode, entry in REGISTRY.items()}
+FUSED.update({entry.cell: FUSED_CELLS[mode] for mode, entry in REGISTRY.items()})
 
 
 def _fused_class(module: nn.Module, subclasses: bool):

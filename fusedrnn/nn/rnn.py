@@ -52,3 +52,6 @@ class GRU(FusedRNNMixin, nn.GRU):
         >>> output, h_n = gru(x)
     """
 
+
+
+FUSED_LAYERS = {"LSTM": LSTM, "GRU": GRU}  # torch's mode -> the fused layer class

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from fusedrnn.kernels import cell_kernels, recurrence
+from fusedrnn.cells import cell
 from fusedrnn.nn.checks import check_devices_and_dtypes
+from fusedrnn.strategies import recurrence
 
 
 def _as_tuple(hx, has_cell_state: bool):
@@ -90,10 +91,9 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
     """All layers and directions of `rnn` over padded time-major x (T, B, I) with per-row lengths
     (CPU int64, or None), by the Triton `strategy` (a backend value). Returns y (T, B, D * H) and the
     final states, each (L * D, B, H)."""
-    kernels = cell_kernels(rnn.mode)
     T = x.size(0)
     directions = 2 if rnn.bidirectional else 1
-    n_states = 2 if kernels.has_cell_state else 1
+    n_states = cell(rnn.mode).states
     if lengths is not None:
         lengths = None if bool((lengths == T).all()) else lengths.to(x.device, torch.int32)
     finals = [[] for _ in range(n_states)]
@@ -109,7 +109,7 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
             initial = tuple(s[index] for s in states) if states is not None else (None,) * n_states
             w_hh = getattr(rnn, f"weight_hh_{suffix}")
             # As nn.LSTM/GRU on cuDNN: float32 recurrent products may use TF32 when cudnn allows it.
-            y, *final = recurrence(kernels, gx, w_hh, b_hh, initial, lengths, d == 1, strategy,
+            y, *final = recurrence(rnn.mode, gx, w_hh, b_hh, initial, lengths, d == 1, strategy,
                                    allow_tf32=torch.backends.cudnn.allow_tf32)
             outputs.append(y)
             for acc, s in zip(finals, final):

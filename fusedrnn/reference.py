@@ -1,40 +1,15 @@
 """Plain PyTorch reference of the recurrences, written for clarity, in any dtype (float64 for tests).
 
+The per-step math is each cell's `reference_step` (fusedrnn/cells/); this file runs it over time, layers
+and directions.
+
 It loops over time with per-row lengths: a finished row keeps its state and outputs zeros, and the
 reverse direction starts at each row's own last step. It shares no code with the Triton path.
 """
 
 import torch
 
-
-def lstm_cell(x, state, w_ih, w_hh, b_ih=None, b_hh=None):
-    """One LSTM step. x: (B, I); state: (h, c), each (B, H). Returns (h', c')."""
-    h, c = state
-    gates = x @ w_ih.t() + h @ w_hh.t()
-    if b_ih is not None:
-        gates = gates + b_ih + b_hh
-    i, f, g, o = gates.chunk(4, dim=1)
-    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    h = torch.sigmoid(o) * torch.tanh(c)
-    return h, c
-
-
-def gru_cell(x, state, w_ih, w_hh, b_ih=None, b_hh=None):
-    """One GRU step. x: (B, I); state: (h,), (B, H). Returns (h',)."""
-    (h,) = state
-    gx = x @ w_ih.t()
-    gh = h @ w_hh.t()
-    if b_ih is not None:
-        gx, gh = gx + b_ih, gh + b_hh
-    x_r, x_z, x_n = gx.chunk(3, dim=1)
-    h_r, h_z, h_n = gh.chunk(3, dim=1)
-    r = torch.sigmoid(x_r + h_r)
-    z = torch.sigmoid(x_z + h_z)
-    n = torch.tanh(x_n + r * h_n)
-    return ((1 - z) * n + z * h,)
-
-
-CELLS = {"LSTM": lstm_cell, "GRU": gru_cell}
+from fusedrnn.cells import cell
 
 
 def rnn_direction(mode, x, state, weights, lengths=None, reverse=False):
@@ -42,7 +17,7 @@ def rnn_direction(mode, x, state, weights, lengths=None, reverse=False):
 
     Returns y (T, B, H) and the final state tuple.
     """
-    cell = CELLS[mode]
+    step = cell(mode).reference_step
     T, B = x.shape[:2]
     lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.cpu().long()
     H = state[0].shape[1]
@@ -53,7 +28,7 @@ def rnn_direction(mode, x, state, weights, lengths=None, reverse=False):
         row = tuple(s[b : b + 1] for s in state)
         y_row = [x.new_zeros(1, H) for _ in range(T)]
         for t in times:
-            row = cell(x[t, b : b + 1], row, *weights)
+            row = step(x[t, b : b + 1], row, *weights)
             y_row[t] = row[0]
         rows_y.append(torch.cat(y_row))
         rows_state.append(row)

@@ -1,4 +1,9 @@
-"""Triton helpers shared by the LSTM and GRU pointwise kernels."""
+"""Triton helpers shared by the cells' step bodies.
+
+A step body works on one tile: BLOCK_B batch rows by BLOCK_H hidden units of one time step. Buffers are
+time-major: a (T, B, WIDTH * H) buffer holds WIDTH blocks of H per row and time; a (B, WIDTH * H) buffer
+holds one step. Arithmetic runs in COMPUTE (float32, or float64 for gradcheck) whatever the storage type.
+"""
 
 import triton
 import triton.language as tl
@@ -16,62 +21,97 @@ def tanh(x):
 
 
 @triton.jit
+def tile(tile_b, tile_h, B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
+    """The rows (batch) and columns (hidden units) of tile (tile_b, tile_h), with their bounds masks."""
+    rows = tile_b * BLOCK_B + tl.arange(0, BLOCK_B)
+    cols = tile_h * BLOCK_H + tl.arange(0, BLOCK_H)
+    row_ok = rows < B
+    mask = row_ok[:, None] & (cols < H)[None, :]
+    return rows, cols, row_ok, mask
+
+
+@triton.jit
+def dot(a, b, acc, UPCAST: tl.constexpr, COMPUTE: tl.constexpr, DOT_PRECISION: tl.constexpr):
+    """acc + a @ b. DOT_PRECISION matters for float32 only: "ieee" (exact-rounded products) or "tf32"
+    (tensor cores, 10-bit mantissas; what cuDNN's RNNs use by default). UPCAST: 16-bit operands are
+    widened to float32 first, which Triton's interpreter needs (its bfloat16 dot is wrong); the products
+    of 16-bit values are exact in float32, so the result is the GPU's up to summation order."""
+    if UPCAST:
+        a = a.to(tl.float32)
+        b = b.to(tl.float32)
+    return tl.dot(a, b, acc, input_precision=DOT_PRECISION, out_dtype=COMPUTE)
+
+
+@triton.jit
 def tile_matmul(
     a_ptr, a_row_stride, b_ptr, b_k_stride, b_col_stride, rows, cols, a_rows_ok, col_ok, K,
     COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
 ):
-    """This tile of A @ B in the compute dtype: A's `rows` (unit stride along K), B's `cols` (strides
-    given), the reduction over K in chunks of BLOCK_K. DOT_PRECISION matters for float32 only: "ieee"
-    (exact-rounded products) or "tf32" (tensor cores, 10-bit mantissas; what cuDNN's RNNs use by default)."""
+    """This tile of A @ B: A's `rows` (unit stride along K), B's `cols` (strides given), the reduction
+    over K in chunks of BLOCK_K. A is what other programs wrote (a state or gradient of the step before),
+    so it is read from L2 (.cg): L1 is not coherent between programs."""
     acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
     a_rows = rows.to(tl.int64)[:, None] * a_row_stride
     for k0 in range(0, K, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         k_ok = ks < K
-        a = tl.load(a_ptr + a_rows + ks[None, :], mask=a_rows_ok[:, None] & k_ok[None, :], other=0.0)
+        a = tl.load(a_ptr + a_rows + ks[None, :], mask=a_rows_ok[:, None] & k_ok[None, :], other=0.0,
+                    cache_modifier=".cg")
         b = tl.load(
             b_ptr + ks[:, None] * b_k_stride + cols[None, :] * b_col_stride,
             mask=k_ok[:, None] & col_ok[None, :], other=0.0,
         )
-        acc = tl.dot(a, b, acc, input_precision=DOT_PRECISION, out_dtype=COMPUTE)
+        acc = dot(a, b, acc, UPCAST, COMPUTE, DOT_PRECISION)
     return acc
 
 
 @triton.jit
-def recurrent_input(
-    hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, gate, rows, cols, row_ok, mask, H,
-    GEMM_IN_KERNEL: tl.constexpr, HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr,
+def recurrent_preactivations(
+    hg_ptr, h_in_ptr, w_hh_ptr, b_hh_ptr, rows, cols, row_ok, mask, H,
+    GATES: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr, HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
 ):
-    """Gate `gate`'s recurrent pre-activation h_{t-1} W_hh^T + b_hh on this tile: read from the
-    stepwise GEMM's output hg, or (GEMM_IN_KERNEL) computed here from the whole previous state."""
+    """Every gate's recurrent pre-activation h_{t-1} W_hh^T + b_hh on this tile, as four tiles (the
+    fourth is zeros when GATES == 3): read from the stepwise GEMM's output hg (B, GATES * H), or
+    (GEMM_IN_KERNEL) computed here from the whole previous state, each chunk of h read once for all gates."""
+    r0 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    r1 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    r2 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    r3 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    col_ok = cols < H
     if GEMM_IN_KERNEL:
-        col_ok = cols < H
-        acc = tile_matmul(
-            h_in_ptr, H, w_hh_ptr + gate * H * H, 1, H, rows, cols, row_ok, col_ok, H,
-            COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION,
-        )
+        h_rows = rows.to(tl.int64)[:, None] * H
+        gate_stride = H * H  # W_hh is (GATES * H, H), row-major: gate g's rows start at g * H * H
+        for k0 in range(0, H, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)
+            k_ok = ks < H
+            # h was written by other programs (see tile_matmul): read from L2.
+            h = tl.load(h_in_ptr + h_rows + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0,
+                        cache_modifier=".cg")
+            w_at = w_hh_ptr + ks[:, None] + cols[None, :] * H
+            w_ok = k_ok[:, None] & col_ok[None, :]
+            r0 = dot(h, tl.load(w_at, mask=w_ok, other=0.0), r0, UPCAST, COMPUTE, DOT_PRECISION)
+            r1 = dot(h, tl.load(w_at + gate_stride, mask=w_ok, other=0.0), r1, UPCAST, COMPUTE, DOT_PRECISION)
+            r2 = dot(h, tl.load(w_at + 2 * gate_stride, mask=w_ok, other=0.0), r2, UPCAST, COMPUTE, DOT_PRECISION)
+            if GATES == 4:
+                r3 = dot(h, tl.load(w_at + 3 * gate_stride, mask=w_ok, other=0.0), r3, UPCAST, COMPUTE,
+                         DOT_PRECISION)
         if HAS_BIAS:
-            acc += tl.load(b_hh_ptr + gate * H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
-        return acc
+            r0 += tl.load(b_hh_ptr + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
+            r1 += tl.load(b_hh_ptr + H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
+            r2 += tl.load(b_hh_ptr + 2 * H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
+            if GATES == 4:
+                r3 += tl.load(b_hh_ptr + 3 * H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
     else:
-        return tl.load(hg_ptr + r_at + gate * H, mask=mask).to(COMPUTE)
-
-
-@triton.jit
-def gate_preactivation(
-    gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, gate, rows, cols, row_ok, mask, live, H,
-    GEMM_IN_KERNEL: tl.constexpr, HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr,
-    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
-):
-    """A gate's pre-activation: input projection plus recurrent projection, in the compute dtype."""
-    return load_block(gx_ptr, x_at, gate, H, live, COMPUTE) + recurrent_input(
-        hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, gate, rows, cols, row_ok, mask, H,
-        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION,
-    )
+        r_at = row_offsets(rows, cols, H, GATES)
+        r0 = load_block(hg_ptr, r_at, 0, H, mask, COMPUTE)
+        r1 = load_block(hg_ptr, r_at, 1, H, mask, COMPUTE)
+        r2 = load_block(hg_ptr, r_at, 2, H, mask, COMPUTE)
+        if GATES == 4:
+            r3 = load_block(hg_ptr, r_at, 3, H, mask, COMPUTE)
+    return r0, r1, r2, r3
 
 
 @triton.jit
@@ -79,7 +119,7 @@ def recurrent_grad(
     dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, has_rec, rows, cols, row_ok, mask, H, GH,
     GEMM_IN_KERNEL: tl.constexpr, COMPUTE: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
 ):
     """The gradient reaching h_t through the later step's recurrent GEMM, dhg_later @ W_hh, on this
     tile: read from the stepwise GEMM's output, or (GEMM_IN_KERNEL) computed here from the later step's
@@ -87,7 +127,7 @@ def recurrent_grad(
     if GEMM_IN_KERNEL:
         return tile_matmul(
             rec_grad_ptr, GH, w_hh_ptr, H, 1, rows, cols, row_ok & has_rec, cols < H, GH,
-            COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION,
+            COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
         )
     else:
         return tl.load(dh_rec_ptr + state_at, mask=mask).to(COMPUTE)
@@ -125,16 +165,6 @@ def previous_time(t, REVERSE: tl.constexpr):
         return t + 1
     else:
         return tl.maximum(t - 1, 0)
-
-
-@triton.jit
-def tile(B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
-    """This program's rows (batch) and columns (hidden units), with their bounds masks."""
-    rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    cols = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
-    row_ok = rows < B
-    mask = row_ok[:, None] & (cols < H)[None, :]
-    return rows, cols, row_ok, mask
 
 
 @triton.jit

@@ -1,8 +1,7 @@
-"""LSTM recurrence: the fused pointwise step kernels (forward and backward) and the public function.
+"""The LSTM cell: float64 reference step, Triton step bodies, spec.
 
-PyTorch's gate order i, f, g, o. One forward step, given the input projection gx = x W_ih^T + b_ih (a
-GEMM before the loop) and the recurrent projection hg = h W_hh^T + b_hh (a cuBLAS GEMM per step in the
-stepwise strategy, or computed inside the kernel with GEMM_IN_KERNEL):
+PyTorch's gate order i, f, g, o. Given the input projection gx = x W_ih^T + b_ih (one GEMM before the
+time loop) and the recurrent projection hg = h W_hh^T + b_hh:
     i, f, o = sigmoid(.), g = tanh(.),  c' = f * c + i * g,  h' = o * tanh(c')
 Saved for backward per time step: i, f, g, o and c' (5 blocks of H).
 """
@@ -11,13 +10,14 @@ import torch
 import triton
 import triton.language as tl
 
-from fusedrnn.kernels._common import (
-    gate_preactivation,
+from fusedrnn.cells import Cell
+from fusedrnn.cells.common import (
     incoming_hidden_grad,
     load_block,
     previous_state,
     previous_time,
     recurrent_grad,
+    recurrent_preactivations,
     row_offsets,
     seq_offsets,
     sigmoid,
@@ -27,34 +27,40 @@ from fusedrnn.kernels._common import (
     tanh,
     tile,
 )
-from fusedrnn.kernels.stepwise import CellKernels, recurrence
 
 
-@triton.jit(do_not_specialize=["step", "T"])
-def lstm_forward_step(
-    gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr, lengths_ptr,
-    step, T, B, H,
+def reference_step(x, states, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One LSTM step in plain torch, any dtype. x: (B, I); states: (h, c), each (B, H). Returns (h', c')."""
+    h, c = states
+    gates = x @ w_ih.t() + h @ w_hh.t()
+    if b_ih is not None:
+        gates = gates + b_ih + b_hh
+    i, f, g, o = gates.chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    h = torch.sigmoid(o) * torch.tanh(c)
+    return h, c
+
+
+@triton.jit
+def forward_step(
+    tile_b, tile_h, step, gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr,
+    lengths_ptr, T, B, H,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
-    HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
-    DOT_PRECISION: tl.constexpr,
+    HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
 ):
-    rows, cols, row_ok, mask = tile(B, H, BLOCK_B, BLOCK_H)
+    rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
     active, t = step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS, REVERSE)
     live = mask & active[:, None]
     x_at = seq_offsets(t, rows, cols, B, H, 4)
-    r_at = row_offsets(rows, cols, H, 4)
-    i = sigmoid(gate_preactivation(
-        gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 0, rows, cols, row_ok, mask, live, H,
-        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION))
-    f = sigmoid(gate_preactivation(
-        gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 1, rows, cols, row_ok, mask, live, H,
-        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION))
-    g = tanh(gate_preactivation(
-        gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 2, rows, cols, row_ok, mask, live, H,
-        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION))
-    o = sigmoid(gate_preactivation(
-        gx_ptr, x_at, hg_ptr, r_at, h_in_ptr, w_hh_ptr, b_hh_ptr, 3, rows, cols, row_ok, mask, live, H,
-        GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION))
+    r_i, r_f, r_g, r_o = recurrent_preactivations(
+        hg_ptr, h_in_ptr, w_hh_ptr, b_hh_ptr, rows, cols, row_ok, mask, H,
+        4, GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
+    )
+    i = sigmoid(load_block(gx_ptr, x_at, 0, H, live, COMPUTE) + r_i)
+    f = sigmoid(load_block(gx_ptr, x_at, 1, H, live, COMPUTE) + r_f)
+    g = tanh(load_block(gx_ptr, x_at, 2, H, live, COMPUTE) + r_g)
+    o = sigmoid(load_block(gx_ptr, x_at, 3, H, live, COMPUTE) + r_o)
 
     state_at = row_offsets(rows, cols, H, 1)
     c_prev = tl.load(c_ptr + state_at, mask=mask)
@@ -74,23 +80,22 @@ def lstm_forward_step(
         store_block(acts_ptr, a_at, 4, H, c, live)
 
 
-@triton.jit(do_not_specialize=["step", "T"])
-def lstm_backward_step(
-    acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, rec_grad_ptr, w_hh_ptr, dh_ptr, dc_ptr, dgx_ptr, dhg_ptr,
-    dstep_ptr, lengths_ptr,
-    step, T, B, H,
+@triton.jit
+def backward_step(
+    tile_b, tile_h, step, acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, rec_grad_ptr, w_hh_ptr, dh_ptr,
+    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
     GEMM_IN_KERNEL: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
 ):
     # y_ptr, h0_ptr and dhg_ptr are unused: an LSTM's gate gradients are dgx itself.
-    rows, cols, row_ok, mask = tile(B, H, BLOCK_B, BLOCK_H)
+    rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
     active, t = step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS, REVERSE)
     live = mask & active[:, None]
     state_at = row_offsets(rows, cols, H, 1)
     dh_rec = recurrent_grad(
         dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, step < T - 1, rows, cols, row_ok, mask, H, 4 * H,
-        GEMM_IN_KERNEL, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION,
+        GEMM_IN_KERNEL, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
     )
     dh_carry, dh = incoming_hidden_grad(
         dh_rec, dh_ptr, dy_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), live, mask, COMPUTE
@@ -129,29 +134,7 @@ def lstm_backward_step(
         store_block(dstep_ptr, s_at, 3, H, d_o, mask)
 
 
-LSTM_KERNELS = CellKernels(
-    name="LSTM", gates=4, saved_blocks=5, has_cell_state=True, recurrent_grad_is_input_grad=True,
-    forward_step=lstm_forward_step, backward_step=lstm_backward_step,
+CELL = Cell(
+    mode="LSTM", gates=4, states=2, saved_blocks=5, recurrent_grad_is_input_grad=True,
+    reference_step=reference_step, forward_step=forward_step, backward_step=backward_step,
 )
-
-
-def lstm_recurrence(
-    gx: torch.Tensor,
-    w_hh: torch.Tensor,
-    b_hh: torch.Tensor | None = None,
-    h0: torch.Tensor | None = None,
-    c0: torch.Tensor | None = None,
-    lengths: torch.Tensor | None = None,
-    reverse: bool = False,
-    gemm_in_kernel: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Run one LSTM direction over a projected sequence with the fused step kernels.
-
-    gx: (T, B, 4H) input projection x @ W_ih^T + b_ih; w_hh: (4H, H); b_hh: (4H,); h0, c0: (B, H);
-    lengths: (B,) int32 on gx's device, or None when every row has T steps. gemm_in_kernel: the
-    fusedstep strategy (h @ W_hh^T inside the step kernel) instead of a cuBLAS GEMM per step.
-    Returns y (T, B, H) (zeros past each row's length), h_n (B, H), c_n (B, H).
-
-        >>> y, h, c = lstm_recurrence(F.linear(x, w_ih, b_ih), w_hh, b_hh)
-    """
-    return recurrence(LSTM_KERNELS, gx, w_hh, b_hh, (h0, c0), lengths, reverse, gemm_in_kernel)

@@ -1,0 +1,129 @@
+"""Compile the time-loop kernels for a GPU architecture on a machine without one, and report resources.
+
+    python benchmarks/compile_check.py [--arch 90] [--shapes 16x1024,64x512] [--strategy triton-persistent]
+
+Triton compiles to PTX and its bundled ptxas assembles it without a GPU, so compile errors, register
+counts, spills and shared memory are known before a GPU minute is spent. Per cell, dtype, direction
+(forward/backward) and shape it prints the tiles the strategy would choose and ptxas's report; it exits
+non-zero if a kernel fails to compile. GPU resources only: nothing runs.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+import triton
+import triton.language as tl
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from fusedrnn.cells import MODES, cell  # noqa: E402
+from fusedrnn.strategies import kernels, tiles  # noqa: E402
+from fusedrnn.strategies.persistent import LAUNCH_OPTIONS  # noqa: E402
+
+DTYPES = {"float32": (torch.float32, "fp32"), "bfloat16": (torch.bfloat16, "bf16"), "float16": (torch.float16, "fp16")}
+
+
+def signature(kernel, values: dict, constexprs: dict) -> tuple[dict, dict]:
+    """Triton's signature and the 16-divisibility attributes, as its JIT would derive them from values."""
+    sig, attrs = {}, {}
+    for index, name in enumerate(kernel.arg_names):
+        if name in constexprs:
+            sig[name] = "constexpr"
+            continue
+        value = values[name]
+        if isinstance(value, str):  # a pointer, given as its element type
+            sig[name] = "*" + value
+            attrs[(index,)] = [["tt.divisibility", 16]]
+        else:
+            sig[name] = "i32"
+            if value % 16 == 0 and name not in kernel.do_not_specialize:
+                attrs[(index,)] = [["tt.divisibility", 16]]
+    return sig, attrs
+
+
+def compile_one(kernel, values: dict, constexprs: dict, options: dict, arch: int):
+    sig, attrs = signature(kernel, values, constexprs)
+    source = ASTSource(kernel, sig, constexprs={k: v for k, v in constexprs.items()}, attrs=attrs)
+    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
+
+
+def ptxas_report(compiled, arch: int) -> str:
+    """registers, spill stores/loads and stack frame, from ptxas -v on the kernel's PTX."""
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    suffix = "a" if arch >= 90 else ""
+    with tempfile.TemporaryDirectory() as folder:
+        ptx = Path(folder) / "kernel.ptx"
+        ptx.write_text(compiled.asm["ptx"])
+        run = subprocess.run([str(ptxas), f"--gpu-name=sm_{arch}{suffix}", "-v", str(ptx), "-o", os.devnull],
+                             capture_output=True, text=True)
+    text = run.stderr + run.stdout
+    regs = re.search(r"Used (\d+) registers", text)
+    spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", text)
+    frame = re.search(r"(\d+) bytes stack frame", text)
+    return (f"{regs.group(1) if regs else '?'} regs, spills {spill.group(1) if spill else '?'}/"
+            f"{spill.group(2) if spill else '?'} B, stack {frame.group(1) if frame else '?'} B")
+
+
+def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, programs: int):
+    """(direction, kernel, values, constexprs, Tiles) for one cell, dtype and shape, as recurrence.py builds them."""
+    the_cell = cell(mode)
+    dtype, code = DTYPES[dtype_name]
+    t = tiles.choose(strategy, B, H, dtype, programs=programs)
+    sync = strategy == "triton-persistent"
+    common = dict(COMPUTE=tl.float32, DOT_PRECISION="tf32" if dtype == torch.float32 else "ieee", UPCAST=False,
+                  SYNC=sync, SPIN_LIMIT=0, BLOCK_B=t.block_b, BLOCK_H=t.block_h, BLOCK_K=t.block_k)
+    sizes = dict(T=512, B=B, H=H, k_begin=0, k_end=512)
+    gemm = strategy != "triton"
+    forward = dict(gx_ptr=code, hg_ptr=code, w_hh_ptr=code, b_hh_ptr=code, h_ptr=code, h_flip=B * H, c_ptr="fp32",
+                   y_ptr=code, acts_ptr=code, lengths_ptr="i32", sync_ptr="i32", **sizes)
+    yield "forward", kernels.forward_kernel, forward, dict(
+        CELL_STEP=the_cell.forward_step, HAS_LENGTHS=False, REVERSE=False, STORE_ACTS=True, GEMM_IN_KERNEL=gemm,
+        HAS_BIAS=True, **common), t
+    backward = dict(acts_ptr=code, y_ptr=code, h0_ptr=code, c0_ptr=code, dy_ptr=code, dh_rec_ptr=code, w_hh_ptr=code,
+                    dh_ptr="fp32", dc_ptr="fp32", dgx_ptr=code, dhg_ptr=code, dstep_ptr=code, dstep_flip=0,
+                    lengths_ptr="i32", sync_ptr="i32", **sizes)
+    yield "backward", kernels.backward_kernel, backward, dict(
+        CELL_STEP=the_cell.backward_step, GATES=the_cell.gates, HAS_INIT=True, HAS_LENGTHS=False, REVERSE=False,
+        WRITE_STEP=False, GEMM_IN_KERNEL=gemm, **common), t
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", type=int, default=90, help="compute capability as an integer (90: H100/H200)")
+    parser.add_argument("--programs", type=int, default=132, help="multiprocessors of the target GPU")
+    parser.add_argument("--shapes", default="16x256,64x512,16x1024,256x1024,16x768", help="BxH list")
+    parser.add_argument("--dtypes", default="bfloat16,float32")
+    parser.add_argument("--cells", default=",".join(MODES))
+    parser.add_argument("--strategy", default="triton-persistent")
+    args = parser.parse_args(argv)
+    failures = 0
+    for mode in args.cells.split(","):
+        for dtype_name in args.dtypes.split(","):
+            for shape in args.shapes.split(","):
+                B, H = (int(v) for v in shape.split("x"))
+                for direction, kernel, values, constexprs, t in kernel_cases(
+                        mode, dtype_name, B, H, args.strategy, args.programs):
+                    label = (f"{mode:4} {dtype_name:8} B={B:<4} H={H:<5} {direction:8} tiles {t.block_b}x{t.block_h} "
+                             f"k{t.block_k} w{t.num_warps}, {min(t.count(B, H), args.programs)} programs")
+                    options = {k: v for k, v in t.meta().items() if k in ("num_warps", "num_stages")}
+                    if args.strategy == "triton-persistent":
+                        options.update(LAUNCH_OPTIONS)
+                    try:
+                        compiled = compile_one(kernel, values, constexprs, options, args.arch)
+                        print(f"{label}: {ptxas_report(compiled, args.arch)}, shared {compiled.metadata.shared} B",
+                              flush=True)
+                    except Exception as error:  # report every failure, then fail
+                        failures += 1
+                        print(f"{label}: FAILED {type(error).__name__}: {str(error).strip()[:400]}", flush=True)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The persistent strategy (`backend="triton-persistent"`): one launch runs every step of a direction.
+
+The programs split the step's tiles among them and meet at a grid barrier after each step (see
+kernels.py), so a step costs no launch at all. A barrier only ends if every program is resident at once:
+the grid is at most one program per multiprocessor, the kernel's registers and shared memory are checked
+at its first compile, and the launch is cooperative, so the driver refuses (rather than hangs) a grid
+that cannot be co-resident, also when other work holds part of the GPU. A kernel that does not fit runs
+with one launch per step instead. FUSEDRNN_SPIN_LIMIT=N (tests, debugging) bounds each wait to N polls
+and raises if one ran out; it synchronises with the GPU after every launch.
+
+Under Triton's interpreter programs run one after another, so a program waiting for a later one would
+wait forever. There the strategy runs one program over every tile, which meets each barrier at once (so
+the barrier code runs), or, with INTERPRETER_PROGRAMS > 1, that many programs with the barrier off and one
+launch per step (the kernel boundary is the barrier).
+"""
+
+import os
+import warnings
+
+import torch
+import triton
+
+from fusedrnn._backend import interpreter_enabled
+from fusedrnn.strategies import tiles as tile_choice
+from fusedrnn.strategies.launch import StepLauncher, TimeLoop, run_per_step
+from fusedrnn.strategies.tiles import Tiles
+
+INTERPRETER_PROGRAMS = 1
+SPIN_LIMIT = int(os.environ.get("FUSEDRNN_SPIN_LIMIT", "0") or 0)
+LAUNCH_OPTIONS = dict(launch_cooperative_grid=True)  # the driver refuses a grid that cannot be co-resident
+
+_programs_that_fit: dict[tuple, int] = {}  # (device, kernel, compile-time parameters) -> resident programs
+
+
+class Persistent:
+    name = "triton-persistent"
+    gemm_in_kernel = True
+
+    def run(self, loop: TimeLoop) -> None:
+        B, H = loop.batch, loop.hidden
+        if interpreter_enabled():
+            # The smallest tiles, several per program, so that the tile loop runs too.
+            tiles = tile_choice.choose(self.name, B, H, loop.dtype, programs=B * H)
+            if INTERPRETER_PROGRAMS > 1:
+                run_per_step(loop, tiles, INTERPRETER_PROGRAMS)
+            else:
+                self._launch(loop, tiles, 1)
+            return
+        multiprocessors = torch.cuda.get_device_properties(loop.device).multi_processor_count
+        tiles = tile_choice.choose(self.name, B, H, loop.dtype, programs=multiprocessors)
+        programs = min(tiles.count(B, H), multiprocessors)
+        if resident_programs(loop, tiles) < programs:
+            warnings.warn(f"fusedrnn: the persistent kernel does not fit {programs} programs on this GPU at B={B}, "
+                          f"H={H}; running it with one launch per step", stacklevel=2)
+            run_per_step(loop, tiles)
+            return
+        self._launch(loop, tiles, programs)
+
+    def _launch(self, loop: TimeLoop, tiles: Tiles, programs: int) -> None:
+        sync = loop.args["sync_ptr"]  # arrivals, and the gave-up flag: zeros, one pair per launch
+        StepLauncher(loop.kernel, (programs,), loop.args, constexprs(loop, tiles))(0, loop.steps)
+        if SPIN_LIMIT and int(sync[1]):
+            raise RuntimeError(
+                f"fusedrnn: a grid barrier of the persistent kernel waited more than FUSEDRNN_SPIN_LIMIT={SPIN_LIMIT} "
+                f"polls ({programs} programs); its results are invalid. Please report this with your GPU and shapes."
+            )
+
+
+def constexprs(loop: TimeLoop, tiles: Tiles) -> dict:
+    return {**loop.flags, **tiles.meta(), "SYNC": True, "SPIN_LIMIT": SPIN_LIMIT, **LAUNCH_OPTIONS}
+
+
+def resident_programs(loop: TimeLoop, tiles: Tiles) -> int:
+    """How many programs of this kernel fit on the GPU at once, from its compiled registers and shared
+    memory (computed at its first compile, then remembered)."""
+    options = constexprs(loop, tiles)
+    key = (loop.device, loop.kernel, tuple(sorted((name, str(value)) for name, value in options.items())))
+    if key not in _programs_that_fit:
+        launcher = StepLauncher(loop.kernel, (1,), loop.args, options)
+        _programs_that_fit[key] = _occupancy(launcher.compile_only(), tiles.num_warps, loop.device)
+    return _programs_that_fit[key]
+
+
+def _occupancy(compiled, num_warps: int, device: torch.device) -> int:
+    try:
+        compiled._init_handles()
+    except triton.runtime.errors.OutOfResources:
+        return 0
+    props = triton.runtime.driver.active.utils.get_device_properties(device.index or torch.cuda.current_device())
+    if compiled.n_spills:
+        warnings.warn(f"fusedrnn: the persistent kernel spills {compiled.n_spills} registers "
+                      f"({compiled.n_regs} per thread); it runs, slower", stacklevel=3)
+    per_sm = min(
+        props["max_num_regs"] // max(compiled.n_regs * 32 * num_warps, 1),
+        props["max_shared_mem"] // compiled.metadata.shared if compiled.metadata.shared else 64,
+        2048 // (32 * num_warps),
+    )
+    return per_sm * props["multiprocessor_count"]
+
+
+STRATEGY = Persistent()

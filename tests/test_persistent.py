@@ -1,0 +1,184 @@
+"""The persistent strategy's own machinery: the grid barrier, its bounded wait, the co-residency fallback,
+repeatability, program counts and CUDA-graph capture.
+
+Its numbers against float64 are checked with every other strategy in test_recurrence.py (interpreter) and
+test_gpu.py (GPU). Tests marked gpu run on a CUDA GPU (`pytest -m gpu`; GPU_CHECK_DRY=1 runs them in the
+interpreter at tiny sizes); the others run in the interpreter on the CPU.
+"""
+
+import os
+
+import pytest
+import torch
+import triton
+import triton.language as tl
+from torch import nn
+
+import fusedrnn
+from fusedrnn.strategies import persistent, tiles
+from fusedrnn.strategies.kernels import grid_barrier
+from fusedrnn.testing import assert_close
+
+DRY = os.environ.get("GPU_CHECK_DRY") == "1" and not torch.cuda.is_available()
+GPU_DEVICE = "cpu" if DRY else "cuda"
+gpu_or_dry = pytest.mark.skipif(not (torch.cuda.is_available() or DRY), reason="needs a CUDA GPU (or GPU_CHECK_DRY=1)")
+gpu_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@triton.jit
+def wait_at_barrier(sync_ptr, target, rounds, SPIN_LIMIT: tl.constexpr):
+    """Meets the barrier `rounds` times, each time waiting for `target` arrivals more."""
+    for k in range(rounds):
+        grid_barrier(sync_ptr, (k + 1) * target, SPIN_LIMIT)
+
+
+def run_barrier(programs: int, target: int, rounds: int, spin_limit: int, device) -> list[int]:
+    sync = torch.zeros(2, dtype=torch.int32, device=device)
+    wait_at_barrier[(programs,)](sync, target, rounds, spin_limit, **persistent.LAUNCH_OPTIONS)
+    return sync.tolist()
+
+
+def test_barrier_met_by_every_program_passes():
+    # One program (the interpreter runs programs one after another): each barrier is met at once.
+    assert run_barrier(1, 1, 5, 0, "cpu") == [5, 0]
+
+
+def test_bounded_wait_gives_up_with_the_flag_set_instead_of_hanging():
+    # A barrier waiting for a second program that never comes: the bounded wait ends and says so, and
+    # the later barriers of the launch do not wait again.
+    arrivals, gave_up = run_barrier(1, 2, 3, 50, "cpu")
+    assert (arrivals, gave_up) == (3, 1)
+
+
+def test_persistent_layer_raises_when_a_barrier_gave_up(monkeypatch):
+    monkeypatch.setattr(persistent, "SPIN_LIMIT", 10)
+    real = persistent.StepLauncher
+
+    class StuckLauncher(real):  # the flag as a barrier that gave up leaves it
+        def __call__(self, k_begin, k_end):
+            super().__call__(k_begin, k_end)
+            self.args["sync_ptr"][1] = 1
+
+    monkeypatch.setattr(persistent, "StepLauncher", StuckLauncher)
+    lstm = fusedrnn.LSTM(4, 8, backend="triton-persistent")
+    with pytest.raises(RuntimeError, match="FUSEDRNN_SPIN_LIMIT"):
+        lstm(torch.randn(3, 2, 4))
+
+
+def test_tiles_fit_the_multiprocessors():
+    # The first shape whose tile count fits one program per multiprocessor; past the last, programs loop.
+    assert tiles.choose("triton-persistent", 64, 512, torch.bfloat16, programs=132).count(64, 512) == 128
+    assert tiles.choose("triton-persistent", 256, 1024, torch.bfloat16, programs=132).count(256, 1024) == 128
+    many = tiles.choose("triton-persistent", 4096, 4096, torch.bfloat16, programs=132)
+    assert (many.block_b, many.block_h) == tiles.PERSISTENT_SHAPES[-1]
+
+
+def layer_outputs(mode, dtype, B, H, T, seed=0):
+    """Output, final states and every gradient of a persistent layer (fixed weights and inputs)."""
+    torch.manual_seed(seed)
+    layer = getattr(fusedrnn, mode)(H, H, backend="triton-persistent", device=GPU_DEVICE, dtype=dtype)
+    x = torch.randn(T, B, H, device=GPU_DEVICE, dtype=dtype, requires_grad=True)
+    out, states = layer(x)
+    flat = [out, *(states if isinstance(states, tuple) else (states,))]
+    grads = torch.autograd.grad(flat, [x, *layer.parameters()], [torch.ones_like(t) for t in flat])
+    return [t.detach() for t in flat] + list(grads), layer
+
+
+@pytest.fixture
+def spin_limit(monkeypatch):
+    """A bounded barrier wait, so that a broken barrier fails the test instead of hanging the run."""
+    monkeypatch.setattr(persistent, "SPIN_LIMIT", 1 << 22)
+
+
+@pytest.mark.gpu
+@gpu_or_dry
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.usefixtures("spin_limit")
+def test_reruns_are_bitwise_identical(mode, dtype):
+    B, H, T, reruns = (3, 37, 5, 2) if DRY else (64, 512, 256, 10)
+    first, _ = layer_outputs(mode, dtype, B, H, T)
+    for _ in range(reruns):
+        again, _ = layer_outputs(mode, dtype, B, H, T)
+        assert all(torch.equal(a, b) for a, b in zip(first, again))
+
+
+@pytest.mark.gpu
+@gpu_only
+@pytest.mark.parametrize("tile", [(16, 16), (16, 32), (64, 32)], ids=lambda t: f"{t[0]}x{t[1]}")
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_program_counts_agree_with_float64(monkeypatch, spin_limit, mode, tile):
+    """128, 64 and 16 programs at B=64, H=512 (T=1024): the same numbers as float64, within bf16 tolerance
+    of cuDNN's own error."""
+    default = tiles.choose
+    monkeypatch.setattr(tiles, "choose", lambda s, B, H, dtype, programs=0: tiles.Tiles(*tile, 64, 4, 1)
+                        if s == "triton-persistent" else default(s, B, H, dtype, programs))
+    torch.manual_seed(1)
+    B, H, T = 64, 512, 1024
+    layer = getattr(fusedrnn, mode)(H, H, backend="triton-persistent", device="cuda", dtype=torch.bfloat16)
+    reference = getattr(nn, mode)(H, H, device="cuda", dtype=torch.float64)
+    cudnn = getattr(nn, mode)(H, H, device="cuda", dtype=torch.bfloat16)
+    reference.load_state_dict(layer.state_dict())
+    cudnn.load_state_dict(layer.state_dict())
+    x = torch.randn(T, B, H, device="cuda", dtype=torch.float64)
+    expected = reference(x)[0]
+    ours = (layer(x.bfloat16())[0].double() - expected).abs().max()
+    theirs = (cudnn(x.bfloat16())[0].double() - expected).abs().max()
+    assert ours <= max(4 * theirs, 2e-2), f"persistent {ours:.3g}, cuDNN {theirs:.3g}"
+
+
+@pytest.mark.gpu
+@gpu_only
+def test_a_grid_that_cannot_be_co_resident_is_refused_not_hung():
+    # Far more programs than can be resident: the cooperative launch must fail. The bounded wait is
+    # there in case it did not: the test would then fail on the flag instead of hanging.
+    programs = torch.cuda.get_device_properties(0).multi_processor_count * 64
+    with pytest.raises(RuntimeError):
+        run_barrier(programs, programs, 1, 1 << 20, "cuda")
+        torch.cuda.synchronize()
+
+
+@pytest.mark.gpu
+@gpu_only
+def test_runs_per_step_when_the_kernel_does_not_fit(monkeypatch):
+    expected, _ = layer_outputs("LSTM", torch.float32, 16, 256, 64)
+    monkeypatch.setattr(persistent, "resident_programs", lambda loop, tiles: 0)
+    with pytest.warns(UserWarning, match="one launch per step"):
+        got, _ = layer_outputs("LSTM", torch.float32, 16, 256, 64)
+    for a, b in zip(got, expected):
+        assert_close(a, b, torch.float32)
+
+
+@pytest.mark.gpu
+@gpu_only
+@pytest.mark.parametrize("backend", ["triton-persistent", "triton-fusedstep"])
+def test_forward_and_backward_replay_in_a_cuda_graph(backend):
+    """No host synchronisation in forward+backward for unpacked input: the whole step captures in a CUDA
+    graph, and its replays give the eager results for new inputs."""
+    torch.manual_seed(0)
+    B, H, T = 16, 256, 64
+    lstm = fusedrnn.LSTM(H, H, backend=backend, device="cuda")
+    static_x = torch.randn(T, B, H, device="cuda", requires_grad=True)
+
+    def step():
+        out, (h, c) = lstm(static_x)
+        loss = out.square().mean() + h.sum() + c.sum()
+        return torch.autograd.grad(loss, [static_x, *lstm.parameters()])
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(2):
+            step()  # warm up: compile outside the capture
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_grads = step()
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            static_x.copy_(torch.randn_like(static_x))
+        graph.replay()
+        eager = step()
+        for a, b in zip(static_grads, eager):
+            assert torch.equal(a, b)
