@@ -129,17 +129,6 @@ def test_program_counts_agree_with_float64(monkeypatch, spin_limit, mode, tile):
 
 @pytest.mark.gpu
 @gpu_only
-def test_a_grid_that_cannot_be_co_resident_is_refused_not_hung():
-    # Far more programs than can be resident: the cooperative launch must fail. The bounded wait is
-    # there in case it did not: the test would then fail on the flag instead of hanging.
-    programs = torch.cuda.get_device_properties(0).multi_processor_count * 64
-    with pytest.raises(RuntimeError):
-        run_barrier(programs, programs, 1, 1 << 20, "cuda")
-        torch.cuda.synchronize()
-
-
-@pytest.mark.gpu
-@gpu_only
 def test_runs_per_step_when_the_kernel_does_not_fit(monkeypatch):
     expected, _ = layer_outputs("LSTM", torch.float32, 16, 256, 64)
     monkeypatch.setattr(persistent, "resident_programs", lambda loop, tiles: 0)
@@ -152,9 +141,10 @@ def test_runs_per_step_when_the_kernel_does_not_fit(monkeypatch):
 @pytest.mark.gpu
 @gpu_only
 @pytest.mark.parametrize("backend", ["triton-persistent", "triton-fusedstep"])
-def test_forward_and_backward_replay_in_a_cuda_graph(backend):
+def test_forward_and_backward_replay_in_a_cuda_graph(monkeypatch, backend):
     """No host synchronisation in forward+backward for unpacked input: the whole step captures in a CUDA
     graph, and its replays give the eager results for new inputs."""
+    monkeypatch.setattr(persistent, "SPIN_LIMIT", 0)  # the bounded wait's check reads the flag on the host
     torch.manual_seed(0)
     B, H, T = 16, 256, 64
     lstm = fusedrnn.LSTM(H, H, backend=backend, device="cuda")
@@ -182,3 +172,15 @@ def test_forward_and_backward_replay_in_a_cuda_graph(backend):
         eager = step()
         for a, b in zip(static_grads, eager):
             assert torch.equal(a, b)
+
+
+@pytest.mark.gpu
+@gpu_only
+def test_a_grid_that_cannot_be_co_resident_is_refused_not_hung():
+    # Far more programs than can be resident: the cooperative launch must fail. The bounded wait is
+    # there in case it did not: the test would then fail on the flag instead of hanging. Last in the
+    # file, in case a failed launch leaves the context unusable.
+    programs = torch.cuda.get_device_properties(0).multi_processor_count * 64
+    with pytest.raises(RuntimeError):
+        run_barrier(programs, programs, 1, 1 << 20, "cuda")
+        torch.cuda.synchronize()
