@@ -78,7 +78,7 @@ def main() -> int:
             run = subprocess.run(command, cwd=ROOT, env=step_env, capture_output=True, text=True, timeout=timeout)
             output, ok = run.stderr + run.stdout, run.returncode == 0  # the summary (stdout) last
         except subprocess.TimeoutExpired as e:  # what it printed so far comes back as bytes
-            printed = [text.decode(errors="replace") if isinstance(text, bytes) else text or "" for text in (e.stderr, e.stdout)]
+            printed = [t.decode(errors="replace") if isinstance(t, bytes) else t or "" for t in (e.stderr, e.stdout)]
             output, ok = f"{''.join(printed)}\nTIMED OUT after {timeout} s", False
         say(without_machine_paths(output).rstrip())
         say(f"-> {'ok' if ok else 'FAILED'} in {time.time() - start:.0f} s")
