@@ -147,11 +147,26 @@ def main() -> int:
     parser.add_argument("--sweep", action="store_true", help="also time persistent tile shapes (LSTM, each dtype)")
     parser.add_argument("--sweep-shapes", default="3x37x7" if DRY else "64x512x512,16x768x1024")
     parser.add_argument("--sweep-dtypes", default="float32" if DRY else "bfloat16")
+    parser.add_argument("--only-sweep", action="store_true", help="the sweep alone (implies --sweep)")
     args = parser.parse_args()
     device = torch.device("cpu" if DRY else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         print("profile_steps needs a CUDA GPU; GPU_CHECK_DRY=1 runs it on the CPU at a tiny shape.")
         return 2
+    if args.only_sweep:
+        args.sweep = True
+    else:
+        profile_all(args, device)
+    if args.sweep:
+        for shape in args.sweep_shapes.split(","):
+            b, h, t = parse_shape(shape)
+            for dtype in map(parse_dtype, args.sweep_dtypes.split(",")):
+                sweep_tiles(Case("sequence", "LSTM", dtype, b, h, h, t), device, 2 if DRY else 7)
+    return 0
+
+
+def profile_all(args, device: torch.device) -> None:
+    """The barrier's cost, direct launches on and off, and one profiled forward+backward per provider."""
     barrier_cost(device)
     batch, hidden, seq_len = parse_shape(args.shape)
     providers = ([] if DRY else ["cudnn"]) + [f"fusedrnn-{s}" for s in FUSED_STRATEGIES]
@@ -168,12 +183,6 @@ def main() -> int:
             case = Case("sequence", cell.strip(), dtype, batch, hidden, hidden, seq_len)
             for provider in providers:
                 profile_case(case, provider, device, args.top)
-    if args.sweep:
-        for shape in args.sweep_shapes.split(","):
-            b, h, t = parse_shape(shape)
-            for dtype in map(parse_dtype, args.sweep_dtypes.split(",")):
-                sweep_tiles(Case("sequence", "LSTM", dtype, b, h, h, t), device, 2 if DRY else 7)
-    return 0
 
 
 if __name__ == "__main__":

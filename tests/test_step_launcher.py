@@ -49,7 +49,7 @@ def test_later_launches_call_the_compiled_kernel_with_arguments_in_signature_ord
     assert [entry[0] for entry in kernel.log] == ["jit", "direct", "direct"]
     assert kernel.log[0] == ("jit", (2, 3), dict(x="tensor", k_begin=0, k_end=1, FLAG=True, BLOCK=16, num_warps=4))
     # Launch options (num_warps) are not kernel parameters: the compiled kernel carries them.
-    assert kernel.log[1] == ("direct", (2, 3), ("tensor", 1, 2, True, 16))
+    assert kernel.log[1] == ("direct", (2, 3, 1), ("tensor", 1, 2, True, 16))
 
 
 def test_interpreter_goes_through_triton_every_time():

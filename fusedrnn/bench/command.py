@@ -14,16 +14,15 @@ def main(argv: list[str] | None = None) -> int:
         print("dry run: the tiny grid on CPU, fused kernels in Triton's interpreter", file=sys.stderr)
     env = results.environment(config.device)
     env["threads"] = config.threads
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
-        rows, notes = suites.run(config)
-    finally:
-        torch.set_num_threads(threads_before)
-
     config.out_dir.mkdir(parents=True, exist_ok=True)
     stem = results.output_stem(env, config.out_dir)
     csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
+    threads_before = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:  # the CSV is rewritten after every case: a run stopped early keeps what it measured
+        rows, notes = suites.run(config, after_case=lambda rows: results.write_csv(rows, env, csv_path))
+    finally:
+        torch.set_num_threads(threads_before)
     results.write_csv(rows, env, csv_path)
     images, plot_note = plots.make_plots(rows, stem)
     if plot_note:

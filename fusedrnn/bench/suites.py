@@ -8,7 +8,7 @@ reference (grad), then time only the providers that passed (speed, cell) and mea
 import gc
 import math
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,7 +200,8 @@ def _progress(cases: list[Case]) -> Iterable[Case]:
     return tqdm(cases, desc="fusedrnn bench", unit="case", file=sys.stderr, dynamic_ncols=True)
 
 
-def run(config: RunConfig) -> tuple[list[dict], Notes]:
+def run(config: RunConfig, after_case: Callable[[list[dict]], None] | None = None) -> tuple[list[dict], Notes]:
+    """Every case; `after_case(rows so far)` after each, so that a run cut short keeps what it measured."""
     notes = Notes()
     rows = []
     bar = _progress(config.cases)
@@ -208,4 +209,6 @@ def run(config: RunConfig) -> tuple[list[dict], Notes]:
         if hasattr(bar, "set_postfix_str"):
             bar.set_postfix_str(case.label)
         rows.extend(run_case(case, config, notes))
+        if after_case is not None:
+            after_case(rows)
     return rows, notes

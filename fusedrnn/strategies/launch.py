@@ -66,7 +66,7 @@ class StepLauncher:
             return
         self.compiled = self.kernel[self.grid](**self.args, k_begin=k_begin, k_end=k_end, **self.constexprs)
         if DIRECT_LAUNCH and hasattr(self.compiled, "function"):  # a CompiledKernel: not under the interpreter
-            self.direct = self.compiled[self.grid]
+            self.direct = self.compiled[(*self.grid, 1, 1)[:3]]  # the compiled kernel's launcher wants 3 sizes
 
     def _positional(self, k_begin: int, k_end: int) -> list:
         """Every kernel parameter in signature order, as the compiled kernel's launcher takes them."""
