@@ -10,10 +10,19 @@ from dataclasses import dataclass
 import torch
 import triton
 
-# The persistent strategy's tile shapes, most programs first: the first whose tile count fits on the
-# GPU (one program per multiprocessor) is taken, else the last (each program then runs several tiles).
-# Small tiles mean more programs sharing the step's GEMM; larger ones read W_hh from L2 fewer times.
-PERSISTENT_SHAPES = ((16, 16), (16, 32), (32, 32), (64, 32), (64, 64))
+# The persistent strategy's tiles, most programs first: the first whose tile count fits on the GPU (one
+# program per multiprocessor) is taken, else the last (each program then runs several tiles). Small tiles
+# mean more programs sharing the step's GEMM; larger ones read W_hh from L2 fewer times.
+# (BLOCK_B, BLOCK_H, num_warps, BLOCK_K for 16-bit types, BLOCK_K for float32): the K chunk is the largest
+# that compiles without register spills for sm_90a (benchmarks/compile_check.py); fewer, larger chunks
+# shorten each step's chain of dependent loads (the tile sweep in benchmarks/NOTES.md, 2026-12-04).
+PERSISTENT_TILES = (
+    (16, 16, 4, 256, 64),
+    (16, 32, 4, 128, 64),
+    (32, 32, 8, 64, 64),
+    (64, 32, 8, 128, 128),
+)
+PERSISTENT_SHAPES = tuple((block_b, block_h) for block_b, block_h, *_ in PERSISTENT_TILES)
 
 
 @dataclass(frozen=True)
@@ -47,11 +56,11 @@ def choose(strategy: str, B: int, H: int, dtype: torch.dtype, programs: int = 0)
         # Small tiles give more programs (64 at B=64, H=512) for a GEMM that is latency-bound.
         return Tiles(16, 32 if H > 16 else 16, _chunk(dtype), 4)
     if strategy == "triton-persistent":
-        shapes = [(b, h) for b, h in PERSISTENT_SHAPES if h <= max(16, triton.next_power_of_2(H))]
-        for block_b, block_h in shapes:
-            if triton.cdiv(B, block_b) * triton.cdiv(H, block_h) <= max(programs, 1):
-                break
+        candidates = [tile for tile in PERSISTENT_TILES if tile[1] <= max(16, triton.next_power_of_2(H))]
+        fits = [tile for tile in candidates if triton.cdiv(B, tile[0]) * triton.cdiv(H, tile[1]) <= max(programs, 1)]
+        block_b, block_h, warps, chunk_16bit, chunk_32bit = (fits or candidates[-1:])[0]
         # One pipeline stage: no load may be issued before the grid barrier that orders it (a known Triton
         # hazard with pipelined loops around waits; see the research notes).
-        return Tiles(block_b, block_h, _chunk(dtype), 4 if block_b * block_h <= 1024 else 8, num_stages=1)
+        chunk = chunk_16bit if dtype.itemsize == 2 else chunk_32bit
+        return Tiles(block_b, block_h, chunk, warps, num_stages=1)
     raise ValueError(f"no tiles for strategy {strategy!r}")
