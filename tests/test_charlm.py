@@ -21,8 +21,8 @@ import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 
 from fusedrnn.lightning_modules import CharLM, CharVocab, TextDataModule, charlm_cli, text_data  # noqa: E402
+from fusedrnn.lightning_modules.common.wandb_logger import MISSING_WANDB, WandbLogger  # noqa: E402
 from fusedrnn.lightning_modules.text_data import ContiguousBatches  # noqa: E402
-from fusedrnn.lightning_modules.wandb_logger import MISSING_WANDB, WandbLogger  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "charlm.yaml"
@@ -396,7 +396,7 @@ def test_bad_model_settings():
 
 
 def test_sample_table_drops_unknown_prime_characters(text_file):
-    from fusedrnn.lightning_modules.callbacks import TextSampleTable
+    from fusedrnn.lightning_modules.common.callbacks import TextSampleTable
 
     model = tiny_model(TextDataModule(str(text_file)).vocab)
     table = TextSampleTable(prime="ZORRO the")

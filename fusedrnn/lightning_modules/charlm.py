@@ -12,8 +12,8 @@ from torchmetrics import MeanMetric
 
 import fusedrnn
 from fusedrnn._backend import Backend
-from fusedrnn.lightning_modules.checkpoints import load_model
-from fusedrnn.lightning_modules.optim import adamw_with_schedule, check_lr_schedule
+from fusedrnn.lightning_modules.common.checkpoints import load_model
+from fusedrnn.lightning_modules.common.optim import adamw_with_schedule, check_lr_schedule
 from fusedrnn.lightning_modules.text_data import CharVocab
 
 LN2 = math.log(2)

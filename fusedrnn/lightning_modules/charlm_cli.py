@@ -5,7 +5,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fusedrnn.lightning_modules.model_command import checkpoint_parser, load_for_command, run_model_command
+from fusedrnn.lightning_modules.common.model_command import checkpoint_parser, load_for_command, run_model_command
 
 PROG = "fusedrnn charlm"
 
@@ -47,8 +47,8 @@ def sample(argv: Sequence[str]) -> int:
 
 def train(argv: list[str]) -> int:
     from fusedrnn.lightning_modules.charlm import CharLM
+    from fusedrnn.lightning_modules.common.training_cli import Link, run_training_cli
     from fusedrnn.lightning_modules.text_data import TextDataModule
-    from fusedrnn.lightning_modules.training_cli import Link, run_training_cli
 
     return run_training_cli(
         CharLM,

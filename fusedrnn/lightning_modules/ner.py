@@ -20,9 +20,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 import fusedrnn
+from fusedrnn.lightning_modules.common.optim import adamw_with_schedule, check_lr_schedule
 from fusedrnn.lightning_modules.conll_data import CASINGS
 from fusedrnn.lightning_modules.crf import LinearChainCRF
-from fusedrnn.lightning_modules.optim import adamw_with_schedule, check_lr_schedule
 from fusedrnn.lightning_modules.span_f1 import SpanF1
 from fusedrnn.lightning_modules.tag_schemes import split_tag
 

@@ -3,7 +3,7 @@
 import sys
 from collections.abc import Sequence
 
-from fusedrnn.lightning_modules.model_command import run_model_command
+from fusedrnn.lightning_modules.common.model_command import run_model_command
 
 USAGE = """usage: fusedrnn ner {fit,validate,test} [options]
 
@@ -16,9 +16,9 @@ The vocabularies come from the training file, so validate and test take the same
 
 
 def train(argv: list[str]) -> int:
+    from fusedrnn.lightning_modules.common.training_cli import Link, run_training_cli
     from fusedrnn.lightning_modules.conll_data import ConllDataModule
     from fusedrnn.lightning_modules.ner import NERTagger
-    from fusedrnn.lightning_modules.training_cli import Link, run_training_cli
 
     links = [
         Link("data.vocabularies", f"model.{name}", compute=lambda v, n=name: v[n])

@@ -24,8 +24,8 @@ from torchmetrics.text import SacreBLEUScore
 
 import fusedrnn
 from fusedrnn._backend import Backend
-from fusedrnn.lightning_modules.checkpoints import load_model
-from fusedrnn.lightning_modules.optim import adamw_with_schedule
+from fusedrnn.lightning_modules.common.checkpoints import load_model
+from fusedrnn.lightning_modules.common.optim import adamw_with_schedule
 from fusedrnn.lightning_modules.parallel_data import Vocab, detokenize, tokenize
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # the decoder state: GRU h, or LSTM (h, c)

@@ -5,7 +5,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fusedrnn.lightning_modules.model_command import checkpoint_parser, load_for_command, run_model_command
+from fusedrnn.lightning_modules.common.model_command import checkpoint_parser, load_for_command, run_model_command
 
 PROG = "fusedrnn seq2seq"
 
@@ -58,9 +58,9 @@ def translate(argv: Sequence[str]) -> int:
 
 
 def train(argv: list[str]) -> int:
+    from fusedrnn.lightning_modules.common.training_cli import Link, run_training_cli
     from fusedrnn.lightning_modules.parallel_data import ParallelDataModule
     from fusedrnn.lightning_modules.seq2seq import Seq2Seq
-    from fusedrnn.lightning_modules.training_cli import Link, run_training_cli
 
     return run_training_cli(
         Seq2Seq,

@@ -1,0 +1,2 @@
+"""What the models share: the training CLI and model commands, AdamW with its schedules, the training
+callbacks, loading a model from a checkpoint and the W&B logger."""
