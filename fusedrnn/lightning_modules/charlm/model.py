@@ -25,11 +25,11 @@ def loss_metrics(prefix: str, nats: torch.Tensor) -> dict[str, torch.Tensor]:
 
 
 class CharLM(NetWrapper):
-    """Trains and samples a `CharLMNet` (embedding -> fused LSTM or GRU -> linear head) over the characters
-    of `vocab`.
+    """Embedding -> fused LSTM or GRU -> linear head over the characters of `vocab`.
 
-    The recurrent state is carried from batch to batch (detached, so gradients stop at the batch edge)
-    and reset at the start of every epoch; the data must come as contiguous rows (`TextDataModule`).
+    The network is a `CharLMNet` (`self.net`); this module trains and samples it. The recurrent state is
+    carried from batch to batch (detached, so gradients stop at the batch edge) and reset at the start of
+    every epoch; the data must come as contiguous rows (`TextDataModule`).
 
     Args:
         vocab: the characters of the vocabulary, in id order (saved with the checkpoint).

@@ -9,29 +9,12 @@ from fusedrnn._backend import Backend
 
 
 class CharLMNet(nn.Module):
-    """Embedding -> fused LSTM or GRU -> linear head over `vocab_size` characters.
-
-    Args:
-        vocab_size: characters in the vocabulary.
-        cell: "lstm" or "gru".
-        embedding_dim: size of the character embeddings.
-        hidden_size: size of the recurrent state.
-        num_layers: stacked recurrent layers.
-        dropout: on the embeddings, between recurrent layers and before the head.
-        tie_weights: share the embedding matrix with the head (needs embedding_dim == hidden_size).
-        backend: the fused layers' backend.
-    """
+    """Embedding -> fused LSTM or GRU -> linear head over `vocab_size` characters. The other arguments are
+    those of the same names of `CharLM`, which documents them."""
 
     def __init__(
-        self,
-        vocab_size: int,
-        cell: str = "lstm",
-        embedding_dim: int = 128,
-        hidden_size: int = 512,
-        num_layers: int = 2,
-        dropout: float = 0.2,
-        tie_weights: bool = False,
-        backend: Backend = "auto",
+        self, vocab_size: int, cell: str, embedding_dim: int, hidden_size: int, num_layers: int, dropout: float,
+        tie_weights: bool, backend: Backend,
     ):
         super().__init__()
         if cell not in ("lstm", "gru"):

@@ -22,36 +22,17 @@ from fusedrnn.lightning_modules.ner.data import CASINGS
 
 
 class NERNet(nn.Module):
-    """Args:
-    num_words, num_chars, num_tags: vocabulary sizes (id 0 of words and characters is padding).
-    feature_sizes: the vocabulary size of each feature column.
-    word_dim, char_dim: embedding sizes; char_hidden: the character BiLSTM's size per direction.
-    case_dim: size of the casing embedding (data.casing: lower, Title, UPPER, ...); 0 leaves it out.
-        It gives back what lowercased word embeddings lose, beside the character encoder.
-    feature_dim: size of each feature column's embedding; 0 leaves them out.
-    hidden_size, num_layers: the word BiLSTM's size per direction, and its layers.
-    dropout: on the word features and before the emission layer (and between word BiLSTM layers).
-    document_context: see the module docstring.
-    cell: "lstm" or "gru" for both encoders; backend: the fused layers' backend.
+    """Emission scores from word ids, their characters, casings and feature ids (see the module docstring).
+
+    num_words, num_chars, num_tags: vocabulary sizes (id 0 of words and characters is padding);
+    feature_sizes: the vocabulary size of each feature column. The other arguments are those of the same
+    names of `NERTagger`, which documents them.
     """
 
     def __init__(
-        self,
-        num_words: int,
-        num_chars: int,
-        num_tags: int,
-        feature_sizes: Sequence[int] = (),
-        word_dim: int = 100,
-        char_dim: int = 30,
-        char_hidden: int = 50,
-        case_dim: int = 0,
-        feature_dim: int = 0,
-        hidden_size: int = 200,
-        num_layers: int = 1,
-        dropout: float = 0.5,
-        document_context: bool = False,
-        cell: str = "lstm",
-        backend: str | None = None,
+        self, num_words: int, num_chars: int, num_tags: int, feature_sizes: Sequence[int], word_dim: int,
+        char_dim: int, char_hidden: int, case_dim: int, feature_dim: int, hidden_size: int, num_layers: int,
+        dropout: float, document_context: bool, cell: str, backend: str | None,
     ):
         super().__init__()
         if cell not in ("lstm", "gru"):

@@ -63,33 +63,13 @@ class Memory:
 
 
 class Seq2SeqNet(nn.Module):
-    """The encoder-decoder of the module docstring.
-
-    Args:
-        src_vocab_size, tgt_vocab_size: vocabulary sizes; `pad` is the padding id of both.
-        cell: "gru" or "lstm", for encoder and decoder.
-        embedding_dim: source and target embedding size.
-        hidden_size: per encoder direction, and the decoder's state and attentional vector.
-        num_layers: encoder layers (the decoder is one cell).
-        attention: "additive" (Bahdanau) or "multiplicative" (Luong general).
-        attention_size: the hidden size of additive scoring (unused by multiplicative).
-        dropout: on embeddings, between encoder layers, and on attentional vectors before the output layer.
-        backend: the fused layers' backend.
-    """
+    """The encoder-decoder of the module docstring over vocabularies of `src_vocab_size` and `tgt_vocab_size`
+    tokens, `pad` the padding id of both. The other arguments are those of the same names of `Seq2Seq`,
+    which documents them."""
 
     def __init__(
-        self,
-        src_vocab_size: int,
-        tgt_vocab_size: int,
-        pad: int = 0,
-        cell: str = "gru",
-        embedding_dim: int = 256,
-        hidden_size: int = 512,
-        num_layers: int = 1,
-        attention: str = "additive",
-        attention_size: int = 256,
-        dropout: float = 0.3,
-        backend: Backend = "auto",
+        self, src_vocab_size: int, tgt_vocab_size: int, pad: int, cell: str, embedding_dim: int, hidden_size: int,
+        num_layers: int, attention: str, attention_size: int, dropout: float, backend: Backend,
     ):
         super().__init__()
         for name, value, allowed in (
