@@ -4,9 +4,9 @@ import sys
 
 COMMANDS = {
     "bench": ("fusedrnn.bench", "speed, memory and gradient-error benchmarks against cuDNN and plain PyTorch"),
-    "charlm": ("fusedrnn.lightning_modules.charlm_cli", "character language model: fit, validate, test, sample"),
-    "ner": ("fusedrnn.lightning_modules.ner_cli", "BiLSTM-CRF named-entity tagger: fit, validate, test"),
-    "seq2seq": ("fusedrnn.lightning_modules.seq2seq_cli", "attention encoder-decoder: fit, validate, test, translate"),
+    "charlm": ("fusedrnn.lightning_modules.charlm.cli", "character language model: fit, validate, test, sample"),
+    "ner": ("fusedrnn.lightning_modules.ner.cli", "BiLSTM-CRF named-entity tagger: fit, validate, test"),
+    "seq2seq": ("fusedrnn.lightning_modules.seq2seq.cli", "attention encoder-decoder: fit, validate, test, translate"),
 }
 
 

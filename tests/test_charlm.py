@@ -20,9 +20,11 @@ pytest.importorskip("torchmetrics")
 import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 
-from fusedrnn.lightning_modules import CharLM, CharVocab, TextDataModule, charlm_cli, text_data  # noqa: E402
-from fusedrnn.lightning_modules.text_data import ContiguousBatches  # noqa: E402
-from fusedrnn.lightning_modules.wandb_logger import MISSING_WANDB, WandbLogger  # noqa: E402
+from fusedrnn.lightning_modules.charlm import CharLM, CharVocab, TextDataModule  # noqa: E402
+from fusedrnn.lightning_modules.charlm import cli as charlm_cli  # noqa: E402
+from fusedrnn.lightning_modules.charlm import data as text_data  # noqa: E402
+from fusedrnn.lightning_modules.charlm.data import ContiguousBatches  # noqa: E402
+from fusedrnn.lightning_modules.common.wandb_logger import MISSING_WANDB, WandbLogger  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "charlm.yaml"
@@ -161,8 +163,8 @@ def test_bf16_mixed_and_plateau_schedule(text_file):
 def test_generate_steps_cells_that_share_the_layer_weights(text_file):
     dm = TextDataModule(str(text_file))
     model = tiny_model(dm.vocab, tie_weights=True, embedding_dim=24)
-    for k, cell in enumerate(model._cells()):
-        assert cell.weight_hh is getattr(model.rnn, f"weight_hh_l{k}")
+    for k, cell in enumerate(model.net.cells()):
+        assert cell.weight_hh is getattr(model.net.rnn, f"weight_hh_l{k}")
     greedy = model.generate("the ", length=30, top_k=1)
     assert len(greedy) == 34 and greedy.startswith("the ")
     assert model.generate("the ", length=30, top_k=1, seed=5) == greedy  # top_k=1 leaves no choice
@@ -396,7 +398,7 @@ def test_bad_model_settings():
 
 
 def test_sample_table_drops_unknown_prime_characters(text_file):
-    from fusedrnn.lightning_modules.callbacks import TextSampleTable
+    from fusedrnn.lightning_modules.common.callbacks import TextSampleTable
 
     model = tiny_model(TextDataModule(str(text_file)).vocab)
     table = TextSampleTable(prime="ZORRO the")

@@ -5,8 +5,8 @@ import itertools
 import pytest
 import torch
 
-from fusedrnn.lightning_modules.crf import LinearChainCRF
-from fusedrnn.lightning_modules.tag_schemes import allowed_transition
+from fusedrnn.lightning_modules.ner.crf import LinearChainCRF
+from fusedrnn.lightning_modules.ner.tag_schemes import allowed_transition
 
 TAGS = ["O", "B-X", "I-X", "B-Y", "I-Y"]
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fusedrnn.lightning_modules.conll_data import CASINGS, ConllDataModule, DocumentBatches, casing, collate, read_conll
 from fusedrnn.lightning_modules.ner import NERTagger, other_occurrences_mean
-from fusedrnn.lightning_modules.ner_cli import main
-from fusedrnn.lightning_modules.tag_schemes import spans
+from fusedrnn.lightning_modules.ner.cli import main
+from fusedrnn.lightning_modules.ner.data import CASINGS, ConllDataModule, DocumentBatches, casing, collate, read_conll
+from fusedrnn.lightning_modules.ner.tag_schemes import spans
 
 PEOPLE = ["Alice", "Bob", "Carol", "Dmitri", "Eve"]
 PLACES = ["Paris", "Lagos", "Lima", "Oslo"]
@@ -246,11 +246,11 @@ def test_feature_columns_become_vocabularies_ids_and_embeddings(data):
     torch.manual_seed(0)
     model = NERTagger(**dm.vocabularies, word_dim=8, char_dim=6, char_hidden=5, feature_dim=4, hidden_size=8,
                       backend="torch").eval()
-    assert model.word_rnn.input_size == 8 + 2 * 4 + 2 * 5
+    assert model.net.word_rnn.input_size == 8 + 2 * 4 + 2 * 5
     before = model.emissions(batch)
     assert not torch.allclose(before, model.emissions(dict(batch, features=torch.where(batch["features"] > 0, 1, 0))))
     without = NERTagger(**dm.vocabularies, word_dim=8, char_dim=6, char_hidden=5, hidden_size=8, backend="torch")
-    assert without.word_rnn.input_size == 8 + 2 * 5 and len(without.feature_embeddings) == 0
+    assert without.net.word_rnn.input_size == 8 + 2 * 5 and len(without.net.feature_embeddings) == 0
 
 
 @pytest.mark.parametrize("columns, message", [([7], "outside the 4 columns"), ([0], "word or the tag"),
@@ -301,7 +301,7 @@ def test_casing_embedding_changes_the_emissions(data):
     torch.manual_seed(0)
     model = NERTagger(**dm.vocabularies, word_dim=8, char_dim=6, char_hidden=5, case_dim=3, hidden_size=8,
                       backend="torch").eval()
-    assert model.word_rnn.input_size == 8 + 3 + 2 * 5
+    assert model.net.word_rnn.input_size == 8 + 3 + 2 * 5
     before = model.emissions(batch)
     other_cases = dict(batch, cases=torch.where(batch["mask"], 1 + (batch["cases"] % len(CASINGS)), 0))
     assert not torch.allclose(before, model.emissions(other_cases))

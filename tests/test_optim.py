@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fusedrnn.lightning_modules.optim import adamw_with_schedule
+from fusedrnn.lightning_modules.common.optim import adamw_with_schedule
 
 
 def test_shared_optimizer_helper_builds_each_schedule():

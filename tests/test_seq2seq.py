@@ -18,18 +18,18 @@ import torch
 pl = pytest.importorskip("lightning.pytorch")
 pytest.importorskip("torchmetrics")
 
-from fusedrnn.lightning_modules.parallel_data import (  # noqa: E402
+from fusedrnn.lightning_modules.seq2seq import Seq2Seq  # noqa: E402
+from fusedrnn.lightning_modules.seq2seq.cli import main  # noqa: E402
+from fusedrnn.lightning_modules.seq2seq.data import (  # noqa: E402
     Examples,
     LengthBatches,
     ParallelDataModule,
-    Vocab,
+    Seq2SeqVocab,  # noqa: E402
     detokenize,
     read_lines,
     read_parallel,
     tokenize,
 )
-from fusedrnn.lightning_modules.seq2seq import Seq2Seq  # noqa: E402
-from fusedrnn.lightning_modules.seq2seq_cli import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MULTI30K = REPO.parent / "shared" / "data" / "multi30k"
@@ -135,16 +135,16 @@ def test_tokenize_splits_punctuation():
 
 
 def test_vocab_min_freq_unk_and_specials():
-    vocab = Vocab.build([["a", "b", "a"], ["c", "a", "b"], ["d"]], min_freq=2)
+    vocab = Seq2SeqVocab.build([["a", "b", "a"], ["c", "a", "b"], ["d"]], min_freq=2)
     assert vocab.tokens == ["<pad>", "<unk>", "<bos>", "<eos>", "a", "b"]
     assert vocab.encode(["a", "c", "zzz", "b"]) == [4, vocab.unk, vocab.unk, 5]
     assert vocab.decode([vocab.bos, 4, 5, vocab.eos, 4]) == ["a", "b"]
-    assert Vocab.build([["a", "b", "a"]], min_freq=1, max_size=1).tokens[4:] == ["a"]
-    assert Vocab(vocab.tokens) == vocab == Vocab.from_text(vocab.to_text())
+    assert Seq2SeqVocab.build([["a", "b", "a"]], min_freq=1, max_size=1).tokens[4:] == ["a"]
+    assert Seq2SeqVocab(vocab.tokens) == vocab == Seq2SeqVocab.from_text(vocab.to_text())
     with pytest.raises(ValueError, match="special tokens"):
-        Vocab(["a", "b"])
+        Seq2SeqVocab(["a", "b"])
     with pytest.raises(ValueError, match="min_freq"):
-        Vocab.build([["a"]], min_freq=0)
+        Seq2SeqVocab.build([["a"]], min_freq=0)
 
 
 # ---- data ------------------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_length_filter_and_vocab_from_training_data(tmp_path):
 def test_length_batches_bucket_and_shuffle():
     lengths = [random.Random(i).randint(1, 20) for i in range(50)]
     lines = [" ".join([f"s{i}"] + ["a"] * (n - 1)) for i, n in enumerate(lengths)]  # unique sentences
-    vocab = Vocab.build([["a"]])
+    vocab = Seq2SeqVocab.build([["a"]])
     examples = Examples.encode(lines, lines, vocab, vocab)
     batches = LengthBatches(examples, batch_size=4, shuffle=True, seed=3)
     epochs = [[b["src_text"] for b in batches] for _ in range(2)]
@@ -299,7 +299,7 @@ def test_beam_one_equals_greedy(trained):
     src, lengths = torch.randint(4, 20, (4, 6)), torch.tensor([6, 2, 4, 1])
     greedy = fresh.greedy(src, lengths)
     assert fresh.beam_search(src, lengths, 1) == greedy
-    assert all(len(h) <= limit for h, limit in zip(greedy, fresh.max_lengths(lengths).tolist()))
+    assert all(len(h) <= limit for h, limit in zip(greedy, fresh.search.max_lengths(lengths).tolist()))
 
 
 @pytest.mark.parametrize("which", ["trained", "fresh"])

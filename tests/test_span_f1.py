@@ -6,8 +6,8 @@ import pytest
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.scheme import IOB2, IOBES, Entities
 
-from fusedrnn.lightning_modules.span_f1 import SpanF1
-from fusedrnn.lightning_modules.tag_schemes import allowed_transition, convert, iob1_to_iob2, spans
+from fusedrnn.lightning_modules.ner.span_f1 import SpanF1
+from fusedrnn.lightning_modules.ner.tag_schemes import allowed_transition, convert, iob1_to_iob2, spans
 
 SEQEVAL_SCHEME = {"IOB2": IOB2, "BIOES": IOBES}
 

@@ -4,17 +4,17 @@ import math
 import os
 from typing import Literal
 
-import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-import fusedrnn
 from fusedrnn._backend import Backend
-from fusedrnn.lightning_modules.checkpoints import load_model
-from fusedrnn.lightning_modules.optim import adamw_with_schedule, check_lr_schedule
-from fusedrnn.lightning_modules.text_data import CharVocab
+from fusedrnn.lightning_modules.charlm.data import CharVocab
+from fusedrnn.lightning_modules.charlm.net import CharLMNet
+from fusedrnn.lightning_modules.common.checkpoints import load_model
+from fusedrnn.lightning_modules.common.optim import adamw_with_schedule, check_lr_schedule
+from fusedrnn.lightning_modules.common.wrapper import NetWrapper
 
 LN2 = math.log(2)
 
@@ -24,11 +24,12 @@ def loss_metrics(prefix: str, nats: torch.Tensor) -> dict[str, torch.Tensor]:
     return {f"{prefix}/loss": nats, f"{prefix}/bpc": nats / LN2, f"{prefix}/ppl": torch.exp(nats)}
 
 
-class CharLM(pl.LightningModule):
+class CharLM(NetWrapper):
     """Embedding -> fused LSTM or GRU -> linear head over the characters of `vocab`.
 
-    The recurrent state is carried from batch to batch (detached, so gradients stop at the batch edge)
-    and reset at the start of every epoch; the data must come as contiguous rows (`TextDataModule`).
+    The network is a `CharLMNet` (`self.net`); this module trains and samples it. The recurrent state is
+    carried from batch to batch (detached, so gradients stop at the batch edge) and reset at the start of
+    every epoch; the data must come as contiguous rows (`TextDataModule`).
 
     Args:
         vocab: the characters of the vocabulary, in id order (saved with the checkpoint).
@@ -64,31 +65,12 @@ class CharLM(pl.LightningModule):
         min_lr_ratio: float = 0.1,
     ):
         super().__init__()
-        if cell not in ("lstm", "gru"):
-            raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
         check_lr_schedule(lr_schedule)
-        if tie_weights and embedding_dim != hidden_size:
-            raise ValueError(
-                f"tie_weights needs embedding_dim == hidden_size, got embedding_dim={embedding_dim} and "
-                f"hidden_size={hidden_size}"
-            )
         self.save_hyperparameters()
         self.vocab = CharVocab(vocab)
-        self.embedding = nn.Embedding(len(self.vocab), embedding_dim)
-        rnn_class = fusedrnn.LSTM if cell == "lstm" else fusedrnn.GRU
-        # torch warns about dropout on a single layer, where it would have nothing to act between.
-        self.rnn = rnn_class(
-            embedding_dim,
-            hidden_size,
-            num_layers=num_layers,
-            batch_first=True,
-            dropout=dropout if num_layers > 1 else 0.0,
-            backend=backend,
+        self.net = CharLMNet(
+            len(self.vocab), cell, embedding_dim, hidden_size, num_layers, dropout, tie_weights, backend
         )
-        self.drop = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden_size, len(self.vocab))
-        if tie_weights:
-            self.head.weight = self.embedding.weight
         # The state carried between batches, per stage; never saved, reset each epoch.
         self._state: dict[str, object] = {}
         # MeanMetric weighted by character counts: the exact per-character mean, summed across processes.
@@ -97,8 +79,7 @@ class CharLM(pl.LightningModule):
 
     def forward(self, ids: torch.Tensor, state=None):
         """ids (B, T) -> logits (B, T, V) and the final recurrent state."""
-        out, state = self.rnn(self.drop(self.embedding(ids)), state)
-        return self.head(self.drop(out)), state
+        return self.net(ids, state)
 
     # ---- training and evaluation -------------------------------------------------------------------
 
@@ -167,19 +148,6 @@ class CharLM(pl.LightningModule):
 
     # ---- sampling ----------------------------------------------------------------------------------
 
-    def _cells(self) -> list[nn.Module]:
-        """One fused cell per layer, holding that layer's very Parameter objects (no copies)."""
-        cell_class = fusedrnn.LSTMCell if self.hparams.cell == "lstm" else fusedrnn.GRUCell
-        cells = []
-        for k in range(self.rnn.num_layers):
-            input_size = self.rnn.input_size if k == 0 else self.rnn.hidden_size
-            # Built on the meta device: its own weights are replaced right away, so never allocated.
-            cell = cell_class(input_size, self.rnn.hidden_size, device="meta", backend=self.rnn.backend)
-            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-                setattr(cell, name, getattr(self.rnn, f"{name}_l{k}"))
-            cells.append(cell)
-        return cells
-
     @torch.no_grad()
     def generate(
         self,
@@ -211,25 +179,10 @@ class CharLM(pl.LightningModule):
         was_training = self.training
         self.eval()
         try:
-            out, state = self.rnn(self.embedding(ids[None]))
-            logits = self.head(out[0, -1:])
-            lstm = self.hparams.cell == "lstm"
-            states = [(state[0][k], state[1][k]) if lstm else state[k] for k in range(self.rnn.num_layers)]
-            cells = self._cells()
-            sampled = []
-            for i in range(length):
-                next_id = _sample(logits, temperature, top_k, generator)
-                sampled.append(next_id)
-                if i == length - 1:
-                    break
-                x = self.embedding(next_id)
-                for k, cell in enumerate(cells):
-                    states[k] = cell(x, states[k])
-                    x = states[k][0] if lstm else states[k]
-                logits = self.head(x)
+            sampled = self.net.sample(ids, length, temperature, top_k, generator)
         finally:
             self.train(was_training)
-        return prime + (self.vocab.decode(torch.cat(sampled)) if sampled else "")
+        return prime + self.vocab.decode(sampled)
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, backend: str | None = None, map_location="cpu") -> "CharLM":
@@ -244,11 +197,3 @@ class CharLM(pl.LightningModule):
 def _batch_size(state) -> int:
     return (state[0] if isinstance(state, tuple) else state).size(1)
 
-
-def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator) -> torch.Tensor:
-    """One id per row of logits (B, V), drawn from softmax(logits / temperature) limited to the top k."""
-    logits = logits.float() / temperature
-    if top_k is not None and top_k < logits.size(-1):
-        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    return torch.multinomial(torch.softmax(logits, dim=-1), 1, generator=generator).squeeze(-1)
