@@ -10,7 +10,9 @@ what we know least, so that a run cut short by its time limit still brings back 
   5. the barrier's cost, a profile of one forward+backward per strategy and a sweep of the persistent
      strategy's tiles (benchmarks/profile_steps.py), for the notes.
 Everything printed is also written to benchmarks/results/<GPU>_<date>_gpu-check.log beside the suite's
-CSV, markdown and plots, and copied to $OUT (the device tool's return folder) after every step.
+CSV, markdown and plots, and copied to $OUT (the device tool's return folder) after every step. Once the
+CSV is committed, `python benchmarks/dispatch_table.py benchmarks/results/*.csv` rewrites the table that
+`backend="auto"` reads (a CPU test checks that the committed table is exactly that).
 
 GPU_CHECK_DRY=1 runs the same path on the CPU with tiny sizes in Triton's interpreter, writing under
 benchmarks/results/dry-run/ (ignored by git), so no GPU minute is spent on a typo.

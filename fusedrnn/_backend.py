@@ -1,15 +1,15 @@
-"""Which implementation runs a forward: the fused Triton kernels or torch's own.  `auto` picks Triton for
-CUDA tensors and torch (the very code `torch.nn` runs) everywhere else. Two Triton strategies:
-`triton-fusedstep` does the recurrent GEMM inside the step kernel (one launch per step), `triton` is the
-stepwise strategy (a cuBLAS GEMM and a fused pointwise kernel per step). On CUDA `auto` picks fusedstep
-for bfloat16 and float16, which an H100 run showed correct in both and faster in bfloat16 (float16 takes
-the same 16-bit code; its speed was not timed; benchmarks/NOTES.md), and stepwise
-for float32 (fusedstep's TF32 GEMM has not run on a GPU yet) and float64 (its in-kernel GEMM has never
-been compiled on one). A Triton backend on CPU tensors runs the kernels in Triton's
-interpreter, which needs TRITON_INTERPRET=1 set before triton is first imported. The environment
-variable FUSEDRNN_BACKEND sets the default.
+"""Which implementation runs a forward: a fused Triton strategy or torch's own (the very code `torch.nn`
+runs: cuDNN, cuBLAS). The Triton strategies (fusedrnn/strategies/): `triton` (stepwise: a cuBLAS GEMM and
+a fused pointwise kernel per step), `triton-fusedstep` (the recurrent GEMM inside the step kernel, one
+launch per step) and `triton-persistent` (one launch for all steps). `auto` runs torch on CPU tensors and,
+on CUDA, what the committed dispatch table measured fastest with a passing gradient check for this GPU
+model, cell, dtype and the nearest measured (batch, hidden) (fusedrnn/strategies/dispatch.py), or the
+opt-in autotuner's choice (FUSEDRNN_AUTOTUNE). A Triton backend on CPU tensors runs the kernels in Triton's
+interpreter, which needs TRITON_INTERPRET=1 set before triton is first imported. The environment variable
+FUSEDRNN_BACKEND sets the default.
 """
 
+import functools
 import importlib.util
 import os
 from typing import Literal, get_args
@@ -22,8 +22,6 @@ BACKENDS = get_args(Backend)
 STEPWISE, FUSEDSTEP, PERSISTENT = "triton", "triton-fusedstep", "triton-persistent"
 TRITON_BACKENDS = (STEPWISE, FUSEDSTEP, PERSISTENT)
 ENV_VAR = "FUSEDRNN_BACKEND"
-# Where `auto` picks fusedstep on CUDA: a committed GPU result shows it correct there (and faster in bf16).
-GPU_CHECKED_FUSEDSTEP_DTYPES = (torch.bfloat16, torch.float16)
 
 
 def check_backend(backend: str | None) -> str | None:
@@ -48,9 +46,15 @@ def triton_available() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def resolve(backend: str | None, tensor: torch.Tensor) -> str:
-    """The implementation that runs for this backend choice and input tensor: "torch" or one of
-    TRITON_BACKENDS."""
+@functools.lru_cache(maxsize=16)
+def gpu_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device)
+
+
+def resolve(backend: str | None, tensor: torch.Tensor, mode: str = "LSTM", kind: str = "sequence",
+            batch: int = 1, hidden: int = 1) -> str:
+    """The implementation that runs for this backend choice and input: "torch" or one of TRITON_BACKENDS.
+    mode, kind ("sequence" or "step"), batch and hidden: the call, which `auto` looks up on CUDA."""
     choice = backend or default_backend()
     if choice == "torch":
         return "torch"
@@ -58,7 +62,10 @@ def resolve(backend: str | None, tensor: torch.Tensor) -> str:
     if choice == "auto":
         if not (on_gpu and triton_available()):
             return "torch"
-        return FUSEDSTEP if tensor.dtype in GPU_CHECKED_FUSEDSTEP_DTYPES else STEPWISE
+        from fusedrnn.strategies import autotune, dispatch
+
+        key = (gpu_name(tensor.device), kind, mode, tensor.dtype, batch, hidden)
+        return autotune.choice(*key) if autotune.enabled() else dispatch.lookup(*key)
     if not triton_available():
         raise RuntimeError(f"backend={choice!r} needs the triton package: pip install triton")
     if not on_gpu and not interpreter_enabled():

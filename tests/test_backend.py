@@ -52,19 +52,46 @@ def test_environment_variable_selects_the_kernels(monkeypatch):
     assert calls == [1]
 
 
-@pytest.mark.parametrize("dtype, picked", [
-    (torch.bfloat16, "triton-fusedstep"), (torch.float16, "triton-fusedstep"),
-    (torch.float32, "triton"),  # fusedstep's TF32 GEMM has not run on a GPU yet
-    (torch.float64, "triton"),  # float64's in-kernel GEMM has not been compiled on a GPU
+@pytest.mark.parametrize("gpu, kind, mode, dtype, batch, hidden, picked", [
+    # Measured on the GPU model (benchmarks/results): the fastest correct implementation at the nearest point.
+    ("NVIDIA H200", "sequence", "LSTM", torch.bfloat16, 64, 512, "triton-persistent"),
+    ("NVIDIA H200", "sequence", "LSTM", torch.bfloat16, 48, 400, "triton-persistent"),  # nearest: 64 x 512
+    ("NVIDIA H200", "sequence", "LSTM", torch.bfloat16, 256, 1024, "torch"),
+    ("NVIDIA H100 80GB HBM3", "step", "GRU", torch.float32, 64, 512, "torch"),
+    # Nothing measured for this GPU model or cell/dtype: the strategies shown correct on GPUs.
+    ("Some Future GPU", "sequence", "LSTM", torch.bfloat16, 64, 512, "triton-fusedstep"),
+    ("Some Future GPU", "sequence", "GRU", torch.float32, 64, 512, "triton"),
+    ("NVIDIA H200", "sequence", "LSTM", torch.float64, 64, 512, "triton"),
 ])
-def test_auto_picks_the_strategy_shown_correct_on_a_gpu(monkeypatch, dtype, picked):
+def test_auto_picks_what_the_dispatch_table_measured(monkeypatch, gpu, kind, mode, dtype, batch, hidden, picked):
     monkeypatch.delenv("FUSEDRNN_BACKEND", raising=False)
+    monkeypatch.delenv("FUSEDRNN_AUTOTUNE", raising=False)
     monkeypatch.setattr(_backend, "triton_available", lambda: True)
+    monkeypatch.setattr(_backend, "gpu_name", lambda device: gpu)
     cuda_tensor = SimpleNamespace(device=torch.device("cuda"), dtype=dtype)
-    assert _backend.resolve("auto", cuda_tensor) == picked
-    assert _backend.resolve("triton", cuda_tensor) == "triton"
-    assert _backend.resolve("triton-fusedstep", cuda_tensor) == "triton-fusedstep"
-    assert _backend.resolve("auto", torch.zeros(1, dtype=dtype)) == "torch"
+    assert _backend.resolve("auto", cuda_tensor, mode, kind, batch, hidden) == picked
+    assert _backend.resolve("triton", cuda_tensor, mode, kind, batch, hidden) == "triton"
+    assert _backend.resolve("auto", torch.zeros(1, dtype=dtype), mode, kind, batch, hidden) == "torch"
+
+
+def test_dispatch_table_is_what_the_committed_results_say():
+    """The committed table is the builder's output for the committed benchmark CSVs (nothing edited by hand)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from fusedrnn.strategies import dispatch
+
+    root = Path(__file__).resolve().parents[1]
+    committed = dispatch.TABLE.read_text()
+    csvs = sorted(str(p) for p in (root / "benchmarks" / "results").glob("*.csv"))
+    try:
+        subprocess.run([sys.executable, "benchmarks/dispatch_table.py", *csvs], cwd=root, check=True,
+                       capture_output=True)
+        assert json.loads(dispatch.TABLE.read_text()) == json.loads(committed)
+    finally:
+        dispatch.TABLE.write_text(committed)
 
 
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])

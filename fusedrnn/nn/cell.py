@@ -18,7 +18,8 @@ class FusedCellMixin(BackendOption):
     mode: str
 
     def forward(self, input, hx=None):
-        implementation = resolve(self.backend, input)
+        batch = input.size(0) if input.dim() == 2 else 1
+        implementation = resolve(self.backend, input, self.mode, "step", batch, self.hidden_size)
         if implementation == "torch":
             return super().forward(input, hx)
         has_cell_state = cell(self.mode).has_cell_state

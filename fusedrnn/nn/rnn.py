@@ -18,8 +18,12 @@ class FusedRNNMixin(BackendOption):
     backend: str | None
 
     def forward(self, input, hx=None):
-        data = input.data if isinstance(input, PackedSequence) else input
-        implementation = resolve(self.backend, data)
+        if isinstance(input, PackedSequence):
+            data, batch = input.data, int(input.batch_sizes[0])
+        else:
+            data = input
+            batch = input.size(0 if self.batch_first else 1) if input.dim() == 3 else 1
+        implementation = resolve(self.backend, data, self.mode, "sequence", batch, self.hidden_size)
         if implementation != "torch":
             if self.proj_size == 0:
                 return fused_rnn_forward(self, input, hx, implementation)

@@ -1,0 +1,49 @@
+"""What `backend="auto"` runs on a CUDA GPU: the committed dispatch table, measured on real GPUs.
+
+`dispatch.json` (beside this file) is written by `benchmarks/dispatch_table.py` from the benchmark CSVs
+that `make gpu-check` commits under benchmarks/results/: per GPU model, kind (a whole sequence or a single
+cell step), cell, dtype and measured (batch, hidden) point, the fastest implementation whose gradient
+check passed in that run: a Triton strategy's backend value, or "torch" when torch's own (cuDNN, cuBLAS)
+was fastest. `auto` takes the measured point nearest to the call's (batch, hidden) on the same GPU model,
+cell and dtype (distance in log2 of each); where the table has nothing for them, the SAFE_DEFAULT below.
+The opt-in autotuner (fusedrnn/strategies/autotune.py) measures on the user's own card instead.
+"""
+
+import functools
+import json
+import math
+from pathlib import Path
+
+import torch
+
+TABLE = Path(__file__).with_name("dispatch.json")
+
+# Where no measurement exists: the strategies a GPU run showed correct in these dtypes (stepwise in all,
+# fusedstep in 16-bit: benchmarks/NOTES.md, H100 2026-11-27/28). float64 always takes the stepwise
+# strategy: the others' float64 GEMM in the kernel has never run on a GPU.
+SAFE_DEFAULT = {torch.bfloat16: "triton-fusedstep", torch.float16: "triton-fusedstep"}
+FALLBACK = "triton"
+
+
+@functools.lru_cache(maxsize=1)
+def entries() -> tuple[dict, ...]:
+    if not TABLE.exists():
+        return ()
+    return tuple(json.loads(TABLE.read_text())["entries"])
+
+
+@functools.lru_cache(maxsize=4096)
+def lookup(gpu: str, kind: str, mode: str, dtype: torch.dtype, batch: int, hidden: int) -> str:
+    """The backend value `auto` runs for this call: "torch" or a Triton strategy."""
+    if dtype == torch.float64:
+        return FALLBACK
+    dtype_name = str(dtype).removeprefix("torch.")
+    measured = [e for e in entries()
+                if (e["gpu"], e["kind"], e["cell"], e["dtype"]) == (gpu, kind, mode, dtype_name)]
+    if not measured:
+        return SAFE_DEFAULT.get(dtype, FALLBACK)
+
+    def distance(entry: dict) -> float:
+        return (math.log2(max(batch, 1) / entry["batch"]) ** 2 + math.log2(max(hidden, 1) / entry["hidden"]) ** 2)
+
+    return min(measured, key=distance)["backend"]
