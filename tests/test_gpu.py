@@ -146,3 +146,21 @@ def test_auto_backend_runs_triton_on_cuda(monkeypatch):
     monkeypatch.setattr(rnn_module, "fused_rnn_forward", lambda *a: calls.append(1) or real(*a))
     fusedrnn.LSTM(8, 8).cuda()(torch.randn(3, 2, 8, device="cuda"))
     assert calls == [1]
+
+
+@pytest.mark.skipif(DRY, reason="the autotuner measures with CUDA events")
+@pytest.mark.parametrize("kind", ["sequence", "step"])
+def test_autotuner_measures_on_this_card(monkeypatch, tmp_path, kind):
+    from fusedrnn.strategies import NAMES, autotune
+
+    monkeypatch.setattr(autotune, "_choices", {})
+    monkeypatch.setattr(autotune, "_loaded", False)
+    monkeypatch.setattr(autotune, "_forced", True)
+    monkeypatch.setenv("FUSEDRNN_AUTOTUNE_CACHE", str(tmp_path / "choices.json"))
+    picked = autotune.choice(torch.cuda.get_device_name(), kind, "LSTM", torch.bfloat16, 32, 256)
+    assert picked in ("torch", *NAMES)
+    lstm = fusedrnn.LSTM(256, 256, device="cuda", dtype=torch.bfloat16)  # auto, now the tuned choice
+    twin = nn.LSTM(256, 256, device="cuda", dtype=torch.bfloat16)
+    twin.load_state_dict(lstm.state_dict())
+    x = torch.randn(16, 32, 256, device="cuda", dtype=torch.bfloat16)
+    assert (lstm(x)[0].float() - twin(x)[0].float()).abs().max() < 0.05

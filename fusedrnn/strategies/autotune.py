@@ -61,7 +61,8 @@ def choice(gpu: str, kind: str, mode: str, dtype: torch.dtype, batch: int, hidde
             _choices.update(json.loads(path.read_text()))
     key = _key(gpu, kind, mode, dtype, batch, hidden)
     if key not in _choices:
-        if torch.cuda.is_current_stream_capturing() or torch.compiler.is_compiling():
+        capturing = torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+        if capturing or torch.compiler.is_compiling():
             return dispatch.lookup(gpu, kind, mode, dtype, batch, hidden)
         _choices[key] = measure(kind, mode, dtype, _bucket(batch), _bucket(hidden))
         if path is not None:
