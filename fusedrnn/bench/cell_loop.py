@@ -4,6 +4,8 @@ layer and direction, holding the weights of a torch.nn.LSTM / GRU under the cell
 import torch
 from torch import nn
 
+from fusedrnn.cells import REGISTRY
+
 
 def cell_step(cell: nn.Module, x: torch.Tensor, state: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
     """One step with the state as a tuple for both cells (LSTMCell takes and returns (h, c), GRUCell h)."""
@@ -20,7 +22,7 @@ class CellLoop(nn.Module):
 
     def __init__(self, rnn: nn.RNNBase, step=cell_step):
         super().__init__()
-        cell_class = nn.LSTMCell if rnn.mode == "LSTM" else nn.GRUCell
+        cell_class = REGISTRY[rnn.mode].cell
         self.num_layers = rnn.num_layers
         self.directions = 2 if rnn.bidirectional else 1
         self.step = step

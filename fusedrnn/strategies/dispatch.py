@@ -18,9 +18,9 @@ import torch
 
 TABLE = Path(__file__).with_name("dispatch.json")
 
-# Where no measurement exists: the strategies a GPU run showed correct in these dtypes (stepwise in all,
-# fusedstep in 16-bit: benchmarks/NOTES.md, H100 2026-11-27/28). float64 always takes the stepwise
-# strategy: the others' float64 GEMM in the kernel has never run on a GPU.
+# Where no measurement exists: the per-step strategies, which GPU runs showed correct in these dtypes
+# (benchmarks/NOTES.md). float64 always takes the stepwise strategy: no GPU run has checked the others'
+# float64 GEMM in the kernel.
 SAFE_DEFAULT = {torch.bfloat16: "triton-fusedstep", torch.float16: "triton-fusedstep"}
 FALLBACK = "triton"
 

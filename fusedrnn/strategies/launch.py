@@ -1,7 +1,7 @@
 """Launching a time-loop kernel many times with the same arguments but the step range.
 
-Triton's `kernel[grid](...)` binds and specialises every argument on every call: tens of µs on the host,
-more than a step's GPU time at common sizes (benchmarks/NOTES.md). `StepLauncher` sends the first launch
+Triton's `kernel[grid](...)` binds and specialises every argument on every call, which can cost more host
+time than a step's GPU work (benchmarks/NOTES.md). `StepLauncher` sends the first launch
 through it and keeps the compiled kernel; with FUSEDRNN_DIRECT_LAUNCH=1 later launches call that kernel
 directly. That is sound because between launches only the step range changes, and the kernels never
 specialise on it (`do_not_specialize`). Under the interpreter there is no compiled kernel and every

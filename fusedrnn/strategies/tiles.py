@@ -15,7 +15,7 @@ import triton
 # mean more programs sharing the step's GEMM; larger ones read W_hh from L2 fewer times.
 # (BLOCK_B, BLOCK_H, num_warps, BLOCK_K for 16-bit types, BLOCK_K for float32): the K chunk is the largest
 # that compiles without register spills for sm_90a (benchmarks/compile_check.py); fewer, larger chunks
-# shorten each step's chain of dependent loads (the tile sweep in benchmarks/NOTES.md, 2026-12-04).
+# shorten each step's chain of dependent loads (the tile sweeps in benchmarks/NOTES.md).
 PERSISTENT_TILES = (
     (16, 16, 4, 256, 64),
     (16, 32, 4, 128, 64),
