@@ -1,6 +1,6 @@
 """Write `fusedrnn/strategies/dispatch.json`, the table `backend="auto"` reads, from benchmark CSVs.
 
-    python benchmarks/dispatch_table.py benchmarks/results/*.csv
+    python benchmarks/dispatch_table.py benchmarks/results/*.csv [--out fusedrnn/strategies/dispatch.json]
 
 For every GPU model, kind (sequence or single step), cell, dtype and (batch, hidden) point measured
 forward+backward (forward alone for single steps, which the cell suite times that way) it keeps the
@@ -57,14 +57,15 @@ def build(paths: list[Path]) -> list[dict]:
 
 
 def main(argv: list[str]) -> int:
+    out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else TABLE
     paths = [Path(p).resolve() for p in argv if p.endswith(".csv") and "dry-run" not in p]
     if not paths:
         print(__doc__)
         return 2
     entries = build(paths)
     about = "written by benchmarks/dispatch_table.py; read by fusedrnn.strategies.dispatch"
-    TABLE.write_text(json.dumps({"about": about, "entries": entries}, indent=1) + "\n")
-    print(f"{TABLE.relative_to(ROOT)}: {len(entries)} points from {len(paths)} CSV files")
+    out.write_text(json.dumps({"about": about, "entries": entries}, indent=1) + "\n")
+    print(f"{out}: {len(entries)} points from {len(paths)} CSV files")
     return 0
 
 
