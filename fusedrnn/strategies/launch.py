@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fusedrnn.strategies.tiles import Tiles
+from fusedrnn.strategies import tiles
 
 # Opt-in until a GPU run has checked direct launches (tests/test_gpu.py runs the layers both ways).
 DIRECT_LAUNCH = os.environ.get("FUSEDRNN_DIRECT_LAUNCH", "0") == "1"
@@ -38,17 +38,29 @@ class TimeLoop:
     gemm_before_kernel: bool = True
 
 
-def run_per_step(loop: TimeLoop, tiles: Tiles, programs: int = 0) -> None:
+def run_per_step(loop: TimeLoop, tile: tiles.Tiles, programs: int = 0) -> None:
     """One launch per step (no grid barrier), one program per tile unless `programs` says fewer; the
     stepwise GEMM around it where there is one."""
-    grid = (min(programs, tiles.count(loop.batch, loop.hidden)) if programs else tiles.count(loop.batch, loop.hidden),)
-    launch = StepLauncher(loop.kernel, grid, loop.args, {**loop.flags, **tiles.meta(), "SYNC": False, "SPIN_LIMIT": 0})
+    count = tile.count(loop.batch, loop.hidden)
+    grid = (min(programs, count) if programs else count,)
+    launch = StepLauncher(loop.kernel, grid, loop.args, {**loop.flags, **tile.meta(), "SYNC": False, "SPIN_LIMIT": 0})
     for k in range(loop.steps):
         if loop.host_gemm is not None and loop.gemm_before_kernel:
             loop.host_gemm(k)
         launch(k, k + 1)
         if loop.host_gemm is not None and not loop.gemm_before_kernel:
             loop.host_gemm(k)
+
+
+class PerStepStrategy:
+    """A strategy that launches the time-loop kernel once per step, one program per tile (stepwise and
+    fusedstep; they differ in where the recurrent GEMM runs)."""
+
+    def __init__(self, name: str, gemm_in_kernel: bool):
+        self.name, self.gemm_in_kernel = name, gemm_in_kernel
+
+    def run(self, loop: TimeLoop) -> None:
+        run_per_step(loop, tiles.choose(self.name, loop.batch, loop.hidden, loop.dtype))
 
 
 class StepLauncher:
