@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml constraints/test.txt
 
 install: $(STAMP)
 
+# One worker per core; a file's tests stay on one worker (some share an expensive module-level fixture).
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --dist loadfile
 
 bench: $(STAMP)
 	$(PY) -m fusedrnn.bench
