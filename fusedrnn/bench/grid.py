@@ -162,7 +162,7 @@ def _tiny() -> Grid:
     cases = sequence_cases(CELLS, (torch.float32,), [(3, 37, 7)], **tiny)
     cases += sequence_cases(CELLS, (torch.float32,), [(2, 16, 5)], layers=2, bidirectional=True, timed=False, **tiny)
     cases += step_cases(CELLS, (torch.float32,), [(3, 37)], **tiny)
-    return Grid("tiny", "tiny shapes on CPU for tests and dry runs", tuple(cases), warmup=1, repeats=3)
+    return Grid("tiny", "tiny shapes on CPU for tests and dry runs", tuple(cases), warmup=0, repeats=2)
 
 
 GRIDS = {"default": _default, "gpu-check": _gpu_check, "cpu": _cpu, "tiny": _tiny}
