@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import fusedrnn
+from fusedrnn.cells import MODES
 
 
 def states(mode, *shape, dtype=torch.float32, device="cpu"):
@@ -26,7 +27,7 @@ RNN_MISTAKES = {
 }
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("mistake", list(RNN_MISTAKES))
 def test_rnn_bad_input(mode, mistake):
     make, error, message = RNN_MISTAKES[mistake]
@@ -41,7 +42,7 @@ def test_rnn_bad_input(mode, mistake):
     assert bool(out.isfinite().all())
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 def test_rnn_device_mismatch(mode):
     fused = getattr(fusedrnn, mode)(5, 4, backend="triton")
     with pytest.raises(RuntimeError, match="not at the same device"):
@@ -61,7 +62,7 @@ CELL_MISTAKES = {
 }
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("mistake", list(CELL_MISTAKES))
 def test_cell_bad_input(mode, mistake):
     make, error, message = CELL_MISTAKES[mistake]

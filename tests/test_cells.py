@@ -66,7 +66,7 @@ def test_cell_matches_reference_and_torch(backend, mode, dtype, batched, with_hx
         assert_all_close(list(grads), list(ref_grads), dtype, grad_names)
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 def test_cell_gradcheck(mode):
     fused, _ = cell_pair(mode, torch.float64, 2, 3)
     x = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
@@ -79,7 +79,7 @@ def test_cell_gradcheck(mode):
     assert torch.autograd.gradcheck(f, (x, h, c))
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 def test_cell_stepped_over_a_sequence_matches_the_layer(mode):
     """Stepping the fused cell T times gives the fused layer's output (a decoder's use)."""
     fused_cell, _ = cell_pair(mode, torch.float64, 4, 6)

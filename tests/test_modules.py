@@ -109,7 +109,7 @@ def test_module_matches_reference_and_torch(backend, mode, dtype, config):
         assert_all_close(list(grads), list(ref_grads), dtype, grad_names)
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 def test_float16(mode):
     fused, twin = build(mode, torch.float16, 5, 37, bidirectional=True)
     x64, hx64 = draw_inputs(mode, fused, 7, 3, torch.float16, False, False, True)
@@ -122,7 +122,7 @@ def test_float16(mode):
     assert x.grad is not None and x.grad.dtype == torch.float16 and bool(x.grad.isfinite().all())
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 def test_inter_layer_dropout_matches_reference_with_same_seed(mode):
     fused, twin = build(mode, torch.float64, 4, 5, num_layers=3, bidirectional=True)
     fused.dropout = twin.dropout = 0.5
@@ -138,7 +138,7 @@ def test_inter_layer_dropout_matches_reference_with_same_seed(mode):
     assert not torch.allclose(out_eval[0], out[0])
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 def test_module_gradcheck_packed_bidirectional(mode):
     fused, _ = build(mode, torch.float64, 2, 3, num_layers=2, bidirectional=True)
     x = torch.randn(4, 3, 2, dtype=torch.float64, requires_grad=True)
@@ -153,7 +153,7 @@ def test_module_gradcheck_packed_bidirectional(mode):
     assert torch.autograd.gradcheck(f, (x, h0, c0), fast_mode=True)
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 def test_drop_in_surface(mode):
     fused = getattr(fusedrnn, mode)(3, 4, num_layers=2, bidirectional=True)
     torch_module = getattr(nn, mode)(3, 4, num_layers=2, bidirectional=True)
@@ -173,14 +173,14 @@ def test_drop_in_surface(mode):
     assert not torch.equal(before, fused.weight_hh_l0)
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 def test_empty_batch(mode):
     fused = getattr(fusedrnn, mode)(3, 4, backend="triton")
     out, _ = fused(torch.randn(5, 0, 3))
     assert out.shape == (5, 0, 4)
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 def test_nan_in_nan_out(mode):
     fused = getattr(fusedrnn, mode)(3, 4, backend="triton")
     x = torch.randn(5, 2, 3)

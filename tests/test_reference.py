@@ -5,11 +5,12 @@ import torch
 from helpers import canonical, make_input, random_like_module, reference_forward
 from torch import nn
 
+from fusedrnn.cells import MODES
 from fusedrnn.cells import cell as registered_cell
 from fusedrnn.testing import assert_close
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("lengths", [None, [5, 2, 4]])
 def test_reference_matches_torch(mode, lengths):
     torch.manual_seed(0)
@@ -22,7 +23,7 @@ def test_reference_matches_torch(mode, lengths):
         assert_close(got, want)
 
 
-@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+@pytest.mark.parametrize("mode", MODES)
 def test_reference_cells_match_torch(mode):
     torch.manual_seed(0)
     cell = random_like_module(getattr(nn, mode + "Cell")(3, 6, dtype=torch.float64))
