@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from fusedrnn.cells import cell
+from fusedrnn.cells import REGISTRY
 from fusedrnn.nn.checks import check_devices_and_dtypes
 from fusedrnn.strategies import recurrence
 
@@ -93,7 +93,7 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
     final states, each (L * D, B, H)."""
     T = x.size(0)
     directions = 2 if rnn.bidirectional else 1
-    n_states = cell(rnn.mode).states
+    n_states = REGISTRY[rnn.mode].states
     if lengths is not None:
         lengths = None if bool((lengths == T).all()) else lengths.to(x.device, torch.int32)
     finals = [[] for _ in range(n_states)]
