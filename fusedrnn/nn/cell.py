@@ -8,7 +8,7 @@ from fusedrnn._backend import resolve
 from fusedrnn.cells import REGISTRY
 from fusedrnn.nn.backend_option import BackendOption
 from fusedrnn.nn.checks import check_devices_and_dtypes
-from fusedrnn.strategies import recurrence
+from fusedrnn.ops import recurrence
 
 
 class FusedCellMixin(BackendOption):

@@ -13,7 +13,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 from fusedrnn.cells import REGISTRY
 from fusedrnn.nn.checks import check_devices_and_dtypes
-from fusedrnn.strategies import recurrence
+from fusedrnn.ops import recurrence
 
 
 def _as_tuple(hx, has_cell_state: bool):
