@@ -1,7 +1,8 @@
 """The recurrence as custom ops (fusedrnn/ops.py) and what they open: torch.compile, torch.export, torch.func
-and a clear error for double backward. Every fused module runs a Triton backend in the interpreter and is
-checked against its torch.nn twin in float64 (same weights)."""
+and a clear error for double backward; and autocast. Every fused module runs a Triton backend in the
+interpreter and is checked against its torch.nn twin in float64 (same weights)."""
 
+import copy
 import subprocess
 import sys
 
@@ -10,6 +11,7 @@ import torch
 from helpers import assert_all_close, flat_outputs, random_like_module
 from torch import nn
 from torch._dynamo.testing import CompileCounterWithBackend
+from torch._subclasses.fake_tensor import FakeTensorMode
 
 import fusedrnn
 from fusedrnn.ops import recurrence_backward_op, recurrence_op
@@ -176,3 +178,30 @@ def test_per_sample_gradients_by_vmap_of_grad():
         expected = torch.autograd.grad(twin(x)[0].square().sum(), list(twin.parameters()))
         names = [n for n, _ in twin.named_parameters()]
         assert_all_close([grads[n][k] for n in names], list(expected), torch.float64, names)
+
+
+AUTOCAST_CASES = [
+    pytest.param("cpu", True, id="cpu-onednn"),
+    pytest.param("cpu", False, id="cpu-no-onednn"),
+    pytest.param("cuda", True, id="cuda", marks=[
+        pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]),
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("device, onednn", AUTOCAST_CASES)
+def test_autocast_gives_torchs_dtypes(name, device, onednn, monkeypatch):
+    """Under autocast every fused module returns the dtypes its torch twin returns on the same device (on
+    the CPU nn.LSTM follows oneDNN's flag), with values within bfloat16's tolerance of float64. The twin's
+    dtypes come from a run on fake tensors: this CPU's oneDNN may have no bfloat16 LSTM to run."""
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", onednn)
+    fused, twin = pair(name, dtype=torch.float32, device=device)
+    args = [a.detach() for a in inputs(name)]
+    twin32 = Model(copy.deepcopy(twin).to(device, torch.float32))
+    with torch.autocast(device, dtype=torch.bfloat16):
+        outputs = Model(fused)(*(a.to(device, torch.float32) for a in args))
+        with FakeTensorMode(allow_non_fake_inputs=True) as fake:
+            expected_dtypes = [o.dtype for o in twin32(*(fake.from_tensor(a.to(device, torch.float32)) for a in args))]
+    assert [o.dtype for o in outputs] == expected_dtypes
+    expected = Model(twin)(*args)
+    assert_all_close([o.cpu() for o in outputs], list(expected), torch.bfloat16, [f"output {k}" for k in range(len(outputs))])

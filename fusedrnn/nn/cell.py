@@ -1,11 +1,11 @@
 """Drop-in `LSTMCell` and `GRUCell`: one step of the fused recurrence (a sequence of length 1)."""
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fusedrnn._backend import resolve
 from fusedrnn.cells import REGISTRY
+from fusedrnn.nn.autocast import input_projection
 from fusedrnn.nn.backend_option import BackendOption
 from fusedrnn.nn.checks import check_devices_and_dtypes
 from fusedrnn.ops import recurrence
@@ -39,7 +39,7 @@ class FusedCellMixin(BackendOption):
         self._check_sizes(input, states or ())
         check_devices_and_dtypes(input, states or (), self.weight_ih)
 
-        gx = F.linear(input, self.weight_ih, self.bias_ih).unsqueeze(0)
+        gx = input_projection(input, self.weight_ih, self.bias_ih, self.mode, "step").unsqueeze(0)
         initial = states if states is not None else (None,) * n_states
         # As nn.LSTMCell/GRUCell (cuBLAS): float32 products may use TF32 only when torch's matmul flag allows it.
         _, *final = recurrence(self.mode, gx, self.weight_hh, self.bias_hh, initial, None, False, implementation,

@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from fusedrnn.cells import REGISTRY
+from fusedrnn.nn.autocast import input_projection
 from fusedrnn.nn.checks import check_devices_and_dtypes
 from fusedrnn.ops import recurrence
 
@@ -104,7 +105,7 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
             suffix = f"l{layer}" + ("_reverse" if d else "")
             b_ih = getattr(rnn, f"bias_ih_{suffix}") if rnn.bias else None
             b_hh = getattr(rnn, f"bias_hh_{suffix}") if rnn.bias else None
-            gx = F.linear(layer_input, getattr(rnn, f"weight_ih_{suffix}"), b_ih)
+            gx = input_projection(layer_input, getattr(rnn, f"weight_ih_{suffix}"), b_ih, rnn.mode, "sequence")
             index = layer * directions + d
             initial = tuple(s[index] for s in states) if states is not None else (None,) * n_states
             w_hh = getattr(rnn, f"weight_hh_{suffix}")
