@@ -1,6 +1,6 @@
-"""The recurrence as custom ops (fusedrnn/ops.py) and what they open: torch.compile, torch.export, torch.func
-and a clear error for double backward; and autocast. Every fused module runs a Triton backend in the
-interpreter and is checked against its torch.nn twin in float64 (same weights)."""
+"""The recurrence as custom ops (fusedrnn/ops.py) and what they open: torch.compile, torch.export, torch.func,
+TorchScript, autocast and a clear error for double backward. Every fused module runs a Triton backend in
+the interpreter and is checked against its torch.nn twin in float64 (same weights)."""
 
 import copy
 import subprocess
@@ -178,6 +178,38 @@ def test_per_sample_gradients_by_vmap_of_grad():
         expected = torch.autograd.grad(twin(x)[0].square().sum(), list(twin.parameters()))
         names = [n for n, _ in twin.named_parameters()]
         assert_all_close([grads[n][k] for n in names], list(expected), torch.float64, names)
+
+
+class Tagger(nn.Module):
+    """Every fused module in one model, as torch.jit.script meets them."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = fusedrnn.LSTM(I, H, num_layers=2, bidirectional=True, backend="triton")
+        self.gru = fusedrnn.GRU(2 * H, H, backend="triton")
+        self.lstm_cell = fusedrnn.LSTMCell(H, H, backend="triton")
+        self.gru_cell = fusedrnn.GRUCell(H, H, backend="triton")
+
+    def forward(self, x):
+        y, _ = self.lstm(x)
+        y, h = self.gru(y)
+        h, c = self.lstm_cell(h[0])
+        return self.gru_cell(h + c)
+
+
+def test_script_runs_torch_implementation_with_the_same_parameters():
+    model = random_like_module(Tagger()).double()
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    fused_output = model(x)
+    scripted = torch.jit.script(model)
+    assert_all_close([scripted(x)], [fused_output], torch.float64, ["output"])
+    assert scripted.lstm.weight_hh_l1_reverse.data_ptr() == model.lstm.weight_hh_l1_reverse.data_ptr()
+    # torch prepares a model for scripting in place: its fused modules are now their torch twins, and
+    # convert swaps them back (README).
+    assert type(model.lstm) is nn.LSTM and type(model.gru_cell) is nn.GRUCell
+    fusedrnn.convert(model, backend="triton")
+    assert type(model.lstm) is fusedrnn.LSTM
+    assert_all_close([model(x)], [fused_output], torch.float64, ["output"])
 
 
 AUTOCAST_CASES = [
