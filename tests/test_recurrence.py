@@ -1,4 +1,4 @@
-"""The recurrence (kernels + autograd Function) against the float64 reference, and gradcheck, for every
+"""The recurrence (kernels + custom ops) against the float64 reference, and gradcheck, for every
 strategy: stepwise (a GEMM per step beside the kernel), fusedstep (the GEMM in the kernel) and persistent
 (one launch for all steps), the last in both of its interpreter modes: one program over every tile with
 the grid barrier, and several programs with one launch per step."""
@@ -10,8 +10,8 @@ from helpers import assert_all_close
 
 from fusedrnn import reference
 from fusedrnn.cells import MODES, cell
+from fusedrnn.ops import recurrence
 from fusedrnn.strategies import NAMES
-from fusedrnn.strategies.driver import recurrence
 
 # (backend value, programs of the persistent strategy under the interpreter): every strategy, and the
 # persistent one also run by several programs with one launch per step.

@@ -7,6 +7,8 @@ Adding a cell is one file here plus one line in `REGISTRY`.
 
 The cell files define Triton kernels, and Triton decides at definition time whether a kernel runs in its
 interpreter (TRITON_INTERPRET), so they are imported on first use (`cell(mode)`), not with fusedrnn.
+What the modules need before that (the torch classes, the number of states) is in the registry line,
+which torch.compile also reads while tracing (it does not trace importlib).
 """
 
 import importlib
@@ -23,12 +25,15 @@ class Cell:
 
     mode: str  # torch's mode string: nn.LSTM(...).mode == "LSTM"
     gates: int  # gate blocks of H in the input and recurrent projections (LSTM 4, GRU 3)
-    states: int  # state tensors carried between steps (LSTM: h, c; GRU: h)
     saved_blocks: int  # blocks of H the forward saves per time step for the backward
     recurrent_grad_is_input_grad: bool  # the recurrent pre-activation's gradient equals gx's (LSTM)
     reference_step: Callable  # (x, states, w_ih, w_hh, b_ih=None, b_hh=None) -> new states, any dtype
     forward_step: Any  # Triton: one tile of one forward step (signature in fusedrnn.strategies.kernels)
     backward_step: Any  # Triton: one tile of one backward step
+
+    @property
+    def states(self) -> int:
+        return REGISTRY[self.mode].states
 
     @property
     def has_cell_state(self) -> bool:
@@ -40,11 +45,12 @@ class Registered:
     module: str  # the file that defines `CELL`
     layer: type[nn.RNNBase]  # the torch classes the fused modules replace
     cell: type[nn.RNNCellBase]
+    states: int  # state tensors carried between steps (LSTM: h, c; GRU: h)
 
 
 REGISTRY: dict[str, Registered] = {
-    "LSTM": Registered("fusedrnn.cells.lstm", nn.LSTM, nn.LSTMCell),
-    "GRU": Registered("fusedrnn.cells.gru", nn.GRU, nn.GRUCell),
+    "LSTM": Registered("fusedrnn.cells.lstm", nn.LSTM, nn.LSTMCell, states=2),
+    "GRU": Registered("fusedrnn.cells.gru", nn.GRU, nn.GRUCell, states=1),
 }
 MODES = tuple(REGISTRY)
 

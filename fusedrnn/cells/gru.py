@@ -131,6 +131,6 @@ def backward_step(
 
 
 CELL = Cell(
-    mode="GRU", gates=3, states=1, saved_blocks=4, recurrent_grad_is_input_grad=False,
+    mode="GRU", gates=3, saved_blocks=4, recurrent_grad_is_input_grad=False,
     reference_step=reference_step, forward_step=forward_step, backward_step=backward_step,
 )

@@ -135,6 +135,6 @@ def backward_step(
 
 
 CELL = Cell(
-    mode="LSTM", gates=4, states=2, saved_blocks=5, recurrent_grad_is_input_grad=True,
+    mode="LSTM", gates=4, saved_blocks=5, recurrent_grad_is_input_grad=True,
     reference_step=reference_step, forward_step=forward_step, backward_step=backward_step,
 )

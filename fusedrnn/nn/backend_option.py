@@ -1,6 +1,9 @@
-"""The `backend=` keyword that every fused module adds to its torch parent's constructor."""
+"""What every fused module adds to its torch parent: the `backend=` keyword, and TorchScript's way back."""
+
+from torch import nn
 
 from fusedrnn._backend import check_backend
+from fusedrnn.nn.twin import twin
 
 
 class BackendOption:
@@ -19,3 +22,11 @@ class BackendOption:
     def extra_repr(self) -> str:
         s = super().extra_repr()
         return s + (f", backend={self.backend!r}" if self.backend is not None else "")
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        """What torch.jit.script compiles in place of this module: TorchScript cannot run the Triton kernels,
+        so it gets the torch module this one extends, sharing its parameters (torch's implementation)."""
+        torch_class = next(c for c in type(self).__mro__ if c.__module__.startswith("torch.nn."))
+        plain = twin(self, torch_class)
+        del plain.backend
+        return plain

@@ -1,14 +1,14 @@
 """Drop-in `LSTMCell` and `GRUCell`: one step of the fused recurrence (a sequence of length 1)."""
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from fusedrnn._backend import resolve
-from fusedrnn.cells import cell
+from fusedrnn.cells import REGISTRY
+from fusedrnn.nn.autocast import input_projection
 from fusedrnn.nn.backend_option import BackendOption
 from fusedrnn.nn.checks import check_devices_and_dtypes
-from fusedrnn.strategies import recurrence
+from fusedrnn.ops import recurrence
 
 
 class FusedCellMixin(BackendOption):
@@ -22,7 +22,8 @@ class FusedCellMixin(BackendOption):
         implementation = resolve(self.backend, input, self.mode, "step", batch, self.hidden_size)
         if implementation == "torch":
             return super().forward(input, hx)
-        has_cell_state = cell(self.mode).has_cell_state
+        n_states = REGISTRY[self.mode].states
+        has_cell_state = n_states == 2
         states = (tuple(hx) if has_cell_state else (hx,)) if hx is not None else None
         name = type(self).__name__
         if input.dim() not in (1, 2):
@@ -38,8 +39,8 @@ class FusedCellMixin(BackendOption):
         self._check_sizes(input, states or ())
         check_devices_and_dtypes(input, states or (), self.weight_ih)
 
-        gx = F.linear(input, self.weight_ih, self.bias_ih).unsqueeze(0)
-        initial = states if states is not None else (None,) * cell(self.mode).states
+        gx = input_projection(input, self.weight_ih, self.bias_ih, self.mode, "step").unsqueeze(0)
+        initial = states if states is not None else (None,) * n_states
         # As nn.LSTMCell/GRUCell (cuBLAS): float32 products may use TF32 only when torch's matmul flag allows it.
         _, *final = recurrence(self.mode, gx, self.weight_hh, self.bias_hh, initial, None, False, implementation,
                                allow_tf32=torch.backends.cuda.matmul.allow_tf32)

@@ -1,13 +1,12 @@
 """`convert(model)`: swap the torch RNN modules of a model for the fused ones, in place, weights kept."""
 
-import copy
-
 from torch import nn
 
 from fusedrnn._backend import check_backend
 from fusedrnn.cells import REGISTRY
 from fusedrnn.nn.cell import FUSED_CELLS
 from fusedrnn.nn.rnn import FUSED_LAYERS
+from fusedrnn.nn.twin import twin
 
 # torch class -> its fused twin, for every registered cell.
 FUSED = {entry.layer: FUSED_LAYERS[mode] for mode, entry in REGISTRY.items()}
@@ -27,15 +26,9 @@ def _fused_class(module: nn.Module, subclasses: bool):
 
 
 def _swap(module: nn.Module, fused_class, backend: str | None) -> nn.Module:
-    """The fused twin of `module`, sharing its parameters, buffers, hooks, mode and attributes.
-
-    The Parameter objects themselves are shared, so an optimizer built before the swap keeps working.
-    """
-    fused = fused_class.__new__(fused_class)
-    fused.__dict__.update({k: copy.copy(v) if isinstance(v, (dict, list)) else v for k, v in module.__dict__.items()})
+    """The fused twin of `module` (see fusedrnn.nn.twin)."""
+    fused = twin(module, fused_class)
     fused.backend = backend if backend is not None else getattr(module, "backend", None)
-    if isinstance(fused, nn.RNNBase):
-        fused._init_flat_weights()
     return fused
 
 

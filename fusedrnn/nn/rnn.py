@@ -2,6 +2,11 @@
 
 Being subclasses, they keep torch's constructor checks, parameter names and shapes (state dicts load
 both ways), `isinstance(m, nn.LSTM)`, `flatten_parameters`, `all_weights`, `reset_parameters` and repr.
+
+Being subclasses, they also meet Dynamo's refusal of nn.LSTM/GRU: torch.compile graph-breaks on them unless
+`torch._dynamo.config.allow_rnn` is set (torch.export sets it itself). With it, Dynamo inlines the forward
+below, each direction of each layer one `fusedrnn::recurrence` op (fusedrnn/ops.py). fusedrnn leaves the
+flag to the user: it also changes how Dynamo treats torch's own RNN modules.
 """
 
 from torch import nn

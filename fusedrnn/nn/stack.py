@@ -11,9 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from fusedrnn.cells import cell
+from fusedrnn.cells import REGISTRY
+from fusedrnn.nn.autocast import input_projection
 from fusedrnn.nn.checks import check_devices_and_dtypes
-from fusedrnn.strategies import recurrence
+from fusedrnn.ops import recurrence
 
 
 def _as_tuple(hx, has_cell_state: bool):
@@ -93,7 +94,7 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
     final states, each (L * D, B, H)."""
     T = x.size(0)
     directions = 2 if rnn.bidirectional else 1
-    n_states = cell(rnn.mode).states
+    n_states = REGISTRY[rnn.mode].states
     if lengths is not None:
         lengths = None if bool((lengths == T).all()) else lengths.to(x.device, torch.int32)
     finals = [[] for _ in range(n_states)]
@@ -104,7 +105,7 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
             suffix = f"l{layer}" + ("_reverse" if d else "")
             b_ih = getattr(rnn, f"bias_ih_{suffix}") if rnn.bias else None
             b_hh = getattr(rnn, f"bias_hh_{suffix}") if rnn.bias else None
-            gx = F.linear(layer_input, getattr(rnn, f"weight_ih_{suffix}"), b_ih)
+            gx = input_projection(layer_input, getattr(rnn, f"weight_ih_{suffix}"), b_ih, rnn.mode, "sequence")
             index = layer * directions + d
             initial = tuple(s[index] for s in states) if states is not None else (None,) * n_states
             w_hh = getattr(rnn, f"weight_hh_{suffix}")

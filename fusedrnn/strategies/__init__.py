@@ -4,8 +4,9 @@
 - `triton-fusedstep` (fusedstep.py): per step one launch that also does the recurrent GEMM;
 - `triton-persistent` (persistent.py): one launch for all steps, a grid barrier between steps.
 All launch the same two time-loop kernels (kernels.py) over a cell's step bodies; driver.py holds
-what they share (buffers, the autograd Function, the GEMMs after the loop). Adding a strategy is one
-file defining `STRATEGY` plus one line here (and its value in `fusedrnn._backend.Backend`).
+what they share (buffers, the GEMMs after the loop): the forward and backward that fusedrnn/ops.py
+registers as custom ops. Adding a strategy is one file defining `STRATEGY` plus one line here (and its
+value in `fusedrnn._backend.Backend`).
 
 Strategy files import Triton kernels, so they are imported on first use (see fusedrnn.cells).
 """
@@ -26,10 +27,3 @@ def strategy(name: str):
     if name not in REGISTRY:
         raise ValueError(f"no Triton strategy {name!r}; choose from {', '.join(NAMES)}")
     return importlib.import_module(REGISTRY[name]).STRATEGY
-
-
-def recurrence(*args, **kwargs):
-    """`fusedrnn.strategies.driver.recurrence`, imported on first use."""
-    from fusedrnn.strategies.driver import recurrence as run
-
-    return run(*args, **kwargs)

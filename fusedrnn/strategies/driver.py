@@ -11,13 +11,14 @@ After the loop, as large GEMMs: dW_hh here, dW_ih, db_ih and dx by autograd thro
 projection that the caller did with F.linear. No atomics in any gradient: results are deterministic.
 """
 
+import functools
 import os
 
 import torch
 import triton.language as tl
 
 from fusedrnn._backend import interpreter_enabled
-from fusedrnn.cells import Cell, cell
+from fusedrnn.cells import cell as cell_for
 from fusedrnn.strategies import strategy as strategy_for
 from fusedrnn.strategies.kernels import backward_kernel, forward_kernel
 from fusedrnn.strategies.launch import TimeLoop
@@ -52,154 +53,120 @@ def _sync_buffer(strategy, device: torch.device) -> torch.Tensor:
     return torch.empty(2, dtype=torch.int32, device=device)
 
 
-class Recurrence(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, cell: Cell, strategy_name: str, reverse: bool, store_acts: bool, allow_tf32: bool,
-                lengths, gx, w_hh, b_hh, *initial):
-        strategy = strategy_for(strategy_name)
-        T, B, _ = gx.shape
-        H = w_hh.shape[1]
-        dtype, device = gx.dtype, gx.device
-        compute, tl_compute = _compute_dtype(dtype)
-        has_init = any(s is not None for s in initial)
-        h0 = initial[0] if initial[0] is not None else gx.new_zeros(B, H)
-        # The state buffers: two that alternate when other programs read h (the GEMM in the kernel), else one.
-        h_bufs = new_empty(gx, 2 if strategy.gemm_in_kernel else 1, B, H)
-        h_bufs[0] = h0
-        if cell.has_cell_state:
-            c0 = initial[1] if initial[1] is not None else gx.new_zeros(B, H)
-            c = c0.to(compute, copy=True)
+def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | None,
+            h0: torch.Tensor | None, c0: torch.Tensor | None, lengths: torch.Tensor | None, reverse: bool,
+            store_acts: bool, allow_tf32: bool) -> tuple[torch.Tensor, ...]:
+    """The forward of `fusedrnn::recurrence` (fusedrnn/ops.py): (y, h_n, c_n, acts). c_n is empty for a cell
+    without a cell state, acts (the activations the backward reads) unless store_acts. Returns no views."""
+    cell, strategy = cell_for(mode), strategy_for(strategy_name)
+    gx, w_hh, b_hh, h0, c0, lengths = _contiguous(gx, w_hh, b_hh, h0, c0, lengths)
+    T, B, _ = gx.shape
+    H = w_hh.shape[1]
+    dtype, device = gx.dtype, gx.device
+    compute, tl_compute = _compute_dtype(dtype)
+    # The state buffers: two that alternate when other programs read h (the GEMM in the kernel), else one.
+    h_bufs = new_empty(gx, 2 if strategy.gemm_in_kernel else 1, B, H)
+    h_bufs[0] = h0 if h0 is not None else 0
+    c = c0.to(compute, copy=True) if c0 is not None else gx.new_zeros(B, H, dtype=compute)  # unread by a GRU
+    y = new_empty(gx, T, B, H)
+    # The kernel writes no activations past a row's end, and acts is an output of the op: zeros there.
+    new_acts = gx.new_zeros if lengths is not None else functools.partial(new_empty, gx)
+    acts = new_acts(T, B, cell.saved_blocks * H) if store_acts else y
+    hg = y if strategy.gemm_in_kernel else new_empty(gx, B, cell.gates * H)  # the stepwise GEMM's output
+    args = dict(
+        gx_ptr=gx, hg_ptr=hg, w_hh_ptr=w_hh, b_hh_ptr=b_hh if b_hh is not None else w_hh, h_ptr=h_bufs,
+        h_flip=B * H if strategy.gemm_in_kernel else 0, c_ptr=c, y_ptr=y, acts_ptr=acts,
+        lengths_ptr=lengths if lengths is not None else y, sync_ptr=_sync_buffer(strategy, device), T=T, B=B, H=H,
+    )  # stand-ins for absent tensors are never read
+    flags = dict(
+        CELL_STEP=cell.forward_step, HAS_LENGTHS=lengths is not None, REVERSE=reverse, STORE_ACTS=store_acts,
+        GEMM_IN_KERNEL=strategy.gemm_in_kernel, HAS_BIAS=b_hh is not None, COMPUTE=tl_compute,
+        **_gemm_flags(dtype, allow_tf32),
+    )
+
+    def host_gemm(k: int) -> None:
+        if b_hh is not None:
+            torch.addmm(b_hh, h_bufs[0], w_hh.t(), out=hg)
         else:
-            c0, c = h0, h0  # unused by a cell without a cell state
-        y = new_empty(gx, T, B, H)
-        acts = new_empty(gx, T, B, cell.saved_blocks * H) if store_acts else y
-        hg = y if strategy.gemm_in_kernel else new_empty(gx, B, cell.gates * H)  # the stepwise GEMM's output
-        args = dict(
-            gx_ptr=gx, hg_ptr=hg, w_hh_ptr=w_hh, b_hh_ptr=b_hh if b_hh is not None else w_hh, h_ptr=h_bufs,
-            h_flip=B * H if strategy.gemm_in_kernel else 0, c_ptr=c, y_ptr=y, acts_ptr=acts,
-            lengths_ptr=lengths if lengths is not None else y, sync_ptr=_sync_buffer(strategy, device), T=T, B=B, H=H,
-        )  # stand-ins for absent tensors are never read
-        flags = dict(
-            CELL_STEP=cell.forward_step, HAS_LENGTHS=lengths is not None, REVERSE=reverse, STORE_ACTS=store_acts,
-            GEMM_IN_KERNEL=strategy.gemm_in_kernel, HAS_BIAS=b_hh is not None, COMPUTE=tl_compute,
-            **_gemm_flags(dtype, allow_tf32),
-        )
+            torch.mm(h_bufs[0], w_hh.t(), out=hg)
 
-        def host_gemm(k: int) -> None:
-            if b_hh is not None:
-                torch.addmm(b_hh, h_bufs[0], w_hh.t(), out=hg)
-            else:
-                torch.mm(h_bufs[0], w_hh.t(), out=hg)
-
-        if B:
-            gemm = None if strategy.gemm_in_kernel else host_gemm
-            strategy.run(TimeLoop(forward_kernel, args, flags, T, B, H, dtype, device, gemm, True))
-        ctx.cell, ctx.strategy_name, ctx.reverse, ctx.has_init = cell, strategy_name, reverse, has_init
-        ctx.has_bias, ctx.allow_tf32 = b_hh is not None, allow_tf32
-        ctx.save_for_backward(acts, y, w_hh, lengths, h0, c0)
-        h = h_bufs[T % 2 if strategy.gemm_in_kernel else 0]
-        if cell.has_cell_state:
-            return y, h, c.to(dtype)
-        return y, h
-
-    @staticmethod
-    def backward(ctx, dy, *dfinal):
-        acts, y, w_hh, lengths, h0, c0 = ctx.saved_tensors
-        cell, reverse = ctx.cell, ctx.reverse
-        strategy = strategy_for(ctx.strategy_name)
-        T, B, H = y.shape
-        GH = cell.gates * H
-        compute, tl_compute = _compute_dtype(y.dtype)
-        dy = dy.contiguous()
-        dh = dfinal[0].to(compute, copy=True)
-        dc = dfinal[1].to(compute, copy=True) if cell.has_cell_state else dh
-        dh_rec = y.new_zeros(B, H)
-        dgx = new_empty(y, T, B, GH)
-        dhg = dgx if cell.recurrent_grad_is_input_grad else new_empty(y, T, B, GH)
-        # Rows sit at different times only in the reverse direction of a variable-length batch; then the
-        # kernel also writes each step's dhg into a contiguous (B, GH) buffer for the recurrent GEMM (two
-        # that alternate when the next step's programs read one while writing the other).
-        write_step = reverse and lengths is not None
-        dsteps = new_empty(y, 2 if strategy.gemm_in_kernel else 1, B, GH) if write_step else dgx
-
-        def step_grad(k: int) -> torch.Tensor:
-            """The (B, GH) gradient of the recurrent pre-activations at the k-th step processed."""
-            if write_step:
-                return dsteps[k % 2 if strategy.gemm_in_kernel else 0]
-            return dhg[k if reverse else T - 1 - k]
-
-        def host_gemm(k: int) -> None:
-            torch.mm(step_grad(k), w_hh, out=dh_rec)
-
-        args = dict(
-            acts_ptr=acts, y_ptr=y, h0_ptr=h0, c0_ptr=c0, dy_ptr=dy, dh_rec_ptr=dh_rec, w_hh_ptr=w_hh, dh_ptr=dh,
-            dc_ptr=dc, dgx_ptr=dgx, dhg_ptr=dhg, dstep_ptr=dsteps,
-            dstep_flip=B * GH if write_step and strategy.gemm_in_kernel else 0,
-            lengths_ptr=lengths if lengths is not None else y, sync_ptr=_sync_buffer(strategy, y.device),
-            T=T, B=B, H=H,
-        )
-        flags = dict(
-            CELL_STEP=cell.backward_step, GATES=cell.gates, HAS_INIT=ctx.has_init, HAS_LENGTHS=lengths is not None,
-            REVERSE=reverse, WRITE_STEP=write_step, GEMM_IN_KERNEL=strategy.gemm_in_kernel, COMPUTE=tl_compute,
-            **_gemm_flags(y.dtype, ctx.allow_tf32),
-        )
-        if B:
-            gemm = None if strategy.gemm_in_kernel else host_gemm
-            strategy.run(TimeLoop(backward_kernel, args, flags, T, B, H, y.dtype, y.device, gemm, False))
-        first = step_grad(T - 1)  # the gate gradients of each row's first step
-        if strategy.gemm_in_kernel:
-            torch.mm(first, w_hh, out=dh_rec)
-
-        # dW_hh = sum_t dhg_t^T h_{t-1}. h_{t-1} is y at the previous time (zero in padding, where dhg
-        # is zero too); each row's first step uses h0.
-        d_w_hh = None
-        if ctx.needs_input_grad[7]:
-            if T > 1:
-                later, earlier = (dhg[:-1], y[1:]) if reverse else (dhg[1:], y[:-1])
-                d_w_hh = later.reshape(-1, GH).t() @ earlier.reshape(-1, H)
-            else:
-                d_w_hh = w_hh.new_zeros(w_hh.shape)
-            if ctx.has_init:
-                d_w_hh = d_w_hh + first.t() @ h0
-        d_b_hh = dhg.sum((0, 1)) if ctx.has_bias and ctx.needs_input_grad[8] else None
-        d_h0 = (dh + dh_rec.to(compute)).to(y.dtype)
-        d_initial = (d_h0, dc.to(y.dtype)) if cell.has_cell_state else (d_h0,)
-        d_initial = tuple(g if needed else None for g, needed in zip(d_initial, ctx.needs_input_grad[9:]))
-        return None, None, None, None, None, None, dgx, d_w_hh, d_b_hh, *d_initial
+    if B:
+        gemm = None if strategy.gemm_in_kernel else host_gemm
+        strategy.run(TimeLoop(forward_kernel, args, flags, T, B, H, dtype, device, gemm, True))
+    h = h_bufs[T % 2 if strategy.gemm_in_kernel else 0].clone()  # a view of the buffer otherwise
+    c = c.to(dtype) if cell.has_cell_state else gx.new_empty(0)
+    return y, h, c, acts if store_acts else gx.new_empty(0)
 
 
-def recurrence(
-    mode: str,
-    gx: torch.Tensor,
-    w_hh: torch.Tensor,
-    b_hh: torch.Tensor | None,
-    initial: tuple[torch.Tensor | None, ...],
-    lengths: torch.Tensor | None = None,
-    reverse: bool = False,
-    strategy: str = "triton",
-    allow_tf32: bool = False,
-) -> tuple[torch.Tensor, ...]:
-    """Differentiable recurrence of one direction of a `mode` cell ("LSTM", "GRU") by a Triton `strategy`
-    (its backend value). Returns (y, *final_states).
+def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, dc: torch.Tensor,
+             acts: torch.Tensor, y: torch.Tensor, w_hh: torch.Tensor, h0: torch.Tensor | None,
+             c0: torch.Tensor | None, lengths: torch.Tensor | None, reverse: bool, allow_tf32: bool,
+             w_hh_grad: bool) -> tuple[torch.Tensor, ...]:
+    """The forward of `fusedrnn::recurrence_backward`: (dgx, d_w_hh, d_b_hh, d_h0, d_c0) from the gradients of
+    y, h_n and c_n (empty for a cell without a cell state, as d_c0) and what the forward saved; d_w_hh is
+    empty unless w_hh_grad."""
+    cell, strategy = cell_for(mode), strategy_for(strategy_name)
+    dy, dh, dc, acts, y, w_hh, h0, c0, lengths = _contiguous(dy, dh, dc, acts, y, w_hh, h0, c0, lengths)
+    T, B, H = y.shape
+    GH = cell.gates * H
+    compute, tl_compute = _compute_dtype(y.dtype)
+    has_init = h0 is not None or c0 is not None
+    h0, c0 = (s if s is not None else y.new_zeros(B, H) for s in (h0, c0))  # read only if has_init
+    dh = dh.to(compute, copy=True)
+    dc = dc.to(compute, copy=True) if cell.has_cell_state else dh
+    dh_rec = y.new_zeros(B, H)
+    dgx = new_empty(y, T, B, GH)
+    dhg = dgx if cell.recurrent_grad_is_input_grad else new_empty(y, T, B, GH)
+    # Rows sit at different times only in the reverse direction of a variable-length batch; then the
+    # kernel also writes each step's dhg into a contiguous (B, GH) buffer for the recurrent GEMM (two
+    # that alternate when the next step's programs read one while writing the other).
+    write_step = reverse and lengths is not None
+    dsteps = new_empty(y, 2 if strategy.gemm_in_kernel else 1, B, GH) if write_step else dgx
 
-    gx: (T, B, G*H) input projection x @ W_ih^T + b_ih; w_hh: (G*H, H); b_hh: (G*H,) or None; initial: the
-    cell's states, each (B, H) or None (zeros); lengths: (B,) per-row lengths or None when every row has T
-    steps; y is zero past each row's length. allow_tf32: float32 products of the in-kernel GEMM may use
-    TF32 tensor cores (the modules pass torch's flag for their torch counterpart; the stepwise GEMM follows
-    torch's matmul flag). Weights and states are cast to gx's dtype (so autocast works).
+    def step_grad(k: int) -> torch.Tensor:
+        """The (B, GH) gradient of the recurrent pre-activations at the k-th step processed."""
+        if write_step:
+            return dsteps[k % 2 if strategy.gemm_in_kernel else 0]
+        return dhg[k if reverse else T - 1 - k]
 
-        >>> y, h_n, c_n = recurrence("LSTM", F.linear(x, w_ih, b_ih), w_hh, b_hh, (h0, c0))
-    """
-    the_cell = cell(mode)
-    dtype = gx.dtype
-    gx = gx.contiguous()
-    w_hh = w_hh.to(dtype).contiguous()
-    b_hh = b_hh.to(dtype).contiguous() if b_hh is not None else None
-    initial = tuple(s.to(dtype).contiguous() if s is not None else None for s in initial)
-    if lengths is not None:
-        lengths = lengths.to(device=gx.device, dtype=torch.int32).contiguous()
-    # Save activations for backward only when one will run: under no_grad (inference) the Function still
-    # sees inputs that require grad, so grad mode is read here, outside it.
-    tensors = (gx, w_hh, b_hh, *initial)
-    store_acts = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    return Recurrence.apply(the_cell, strategy, reverse, store_acts, allow_tf32, lengths, *tensors)
+    def host_gemm(k: int) -> None:
+        torch.mm(step_grad(k), w_hh, out=dh_rec)
+
+    args = dict(
+        acts_ptr=acts, y_ptr=y, h0_ptr=h0, c0_ptr=c0, dy_ptr=dy, dh_rec_ptr=dh_rec, w_hh_ptr=w_hh, dh_ptr=dh,
+        dc_ptr=dc, dgx_ptr=dgx, dhg_ptr=dhg, dstep_ptr=dsteps,
+        dstep_flip=B * GH if write_step and strategy.gemm_in_kernel else 0,
+        lengths_ptr=lengths if lengths is not None else y, sync_ptr=_sync_buffer(strategy, y.device),
+        T=T, B=B, H=H,
+    )
+    flags = dict(
+        CELL_STEP=cell.backward_step, GATES=cell.gates, HAS_INIT=has_init, HAS_LENGTHS=lengths is not None,
+        REVERSE=reverse, WRITE_STEP=write_step, GEMM_IN_KERNEL=strategy.gemm_in_kernel, COMPUTE=tl_compute,
+        **_gemm_flags(y.dtype, allow_tf32),
+    )
+    if B:
+        gemm = None if strategy.gemm_in_kernel else host_gemm
+        strategy.run(TimeLoop(backward_kernel, args, flags, T, B, H, y.dtype, y.device, gemm, False))
+    first = step_grad(T - 1)  # the gate gradients of each row's first step
+    if strategy.gemm_in_kernel:
+        torch.mm(first, w_hh, out=dh_rec)
+
+    # dW_hh = sum_t dhg_t^T h_{t-1}. h_{t-1} is y at the previous time (zero in padding, where dhg
+    # is zero too); each row's first step uses h0.
+    d_w_hh = y.new_empty(0)
+    if w_hh_grad:
+        if T > 1:
+            later, earlier = (dhg[:-1], y[1:]) if reverse else (dhg[1:], y[:-1])
+            d_w_hh = later.reshape(-1, GH).t() @ earlier.reshape(-1, H)
+        else:
+            d_w_hh = w_hh.new_zeros(w_hh.shape)
+        if has_init:
+            d_w_hh = d_w_hh + first.t() @ h0
+    d_h0 = (dh + dh_rec.to(compute)).to(y.dtype)
+    d_c0 = dc.to(y.dtype) if cell.has_cell_state else y.new_empty(0)
+    return dgx, d_w_hh, dhg.sum((0, 1)), d_h0, d_c0
+
+
+def _contiguous(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """The kernels index dense row-major buffers; compiled graphs may hand the ops other strides."""
+    return [t.contiguous() if t is not None else None for t in tensors]

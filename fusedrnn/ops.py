@@ -1,0 +1,143 @@
+"""The recurrence as torch.library custom ops, so that torch.compile, torch.export and AOT graphs hold it.
+
+`fusedrnn::recurrence` runs one direction of one layer over a projected sequence by a Triton strategy (a
+cell's single step is a sequence of length 1); `fusedrnn::recurrence_backward` is its gradient. Their
+implementations (fusedrnn/strategies/driver.py) are imported on first call: Triton decides whether a kernel
+runs in its interpreter (TRITON_INTERPRET) when the kernel is defined, so `import fusedrnn` must not define
+kernels. The fake implementations give the compilers shapes and dtypes without running anything.
+"""
+
+import torch
+from torch import Tensor
+
+from fusedrnn.cells import cell
+
+NO_DOUBLE_BACKWARD = (
+    "fusedrnn's fused kernels have no double backward (a gradient of a gradient through LSTM/GRU); use "
+    "backend='torch' for these modules (on CUDA also with torch.backends.cudnn.flags(enabled=False) around the "
+    "forward: cuDNN's RNNs have no double backward either)"
+)
+
+
+@torch.library.custom_op("fusedrnn::recurrence", mutates_args=())
+def recurrence_op(mode: str, strategy: str, gx: Tensor, w_hh: Tensor, b_hh: Tensor | None, h0: Tensor | None,
+                  c0: Tensor | None, lengths: Tensor | None, reverse: bool, store_acts: bool,
+                  allow_tf32: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(y, h_n, c_n, acts); c_n is empty for a cell without a cell state, acts unless store_acts."""
+    from fusedrnn.strategies import driver
+
+    return driver.forward(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32)
+
+
+@recurrence_op.register_fake
+def _(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32):
+    spec = cell(mode)
+    T, B, _ = gx.shape
+    H = w_hh.shape[1]
+    c_n = gx.new_empty(B, H) if spec.has_cell_state else gx.new_empty(0)
+    acts = gx.new_empty(T, B, spec.saved_blocks * H) if store_acts else gx.new_empty(0)
+    return gx.new_empty(T, B, H), gx.new_empty(B, H), c_n, acts
+
+
+@torch.library.custom_op("fusedrnn::recurrence_backward", mutates_args=())
+def recurrence_backward_op(mode: str, strategy: str, dy: Tensor, dh: Tensor, dc: Tensor, acts: Tensor, y: Tensor,
+                           w_hh: Tensor, h0: Tensor | None, c0: Tensor | None, lengths: Tensor | None, reverse: bool,
+                           allow_tf32: bool, w_hh_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(dgx, d_w_hh, d_b_hh, d_h0, d_c0); d_c0 is empty for a cell without a cell state, d_w_hh unless w_hh_grad."""
+    from fusedrnn.strategies import driver
+
+    return driver.backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32, w_hh_grad)
+
+
+@recurrence_backward_op.register_fake
+def _(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32, w_hh_grad):
+    T, B, H = y.shape
+    d_w_hh = y.new_empty(w_hh.shape) if w_hh_grad else y.new_empty(0)
+    d_c0 = y.new_empty(B, H) if cell(mode).has_cell_state else y.new_empty(0)
+    return y.new_empty(T, B, w_hh.shape[0]), d_w_hh, y.new_empty(w_hh.shape[0]), y.new_empty(B, H), d_c0
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    mode, strategy, _, w_hh, b_hh, h0, c0, lengths, reverse, _, allow_tf32 = inputs
+    y, _, _, acts = output
+    ctx.save_for_backward(acts, y, w_hh, h0, c0, lengths)
+    ctx.options = mode, strategy, reverse, allow_tf32
+    ctx.mark_non_differentiable(acts)
+    ctx.set_materialize_grads(False)  # a zero gradient for acts would cost as much memory as acts
+
+
+def _backward(ctx, dy, dh, dc, _):
+    acts, y, w_hh, h0, c0, lengths = ctx.saved_tensors
+    dy = dy if dy is not None else torch.zeros_like(y)
+    dh = dh if dh is not None else y.new_zeros(y.shape[1:])
+    dc = dc if dc is not None else torch.zeros_like(dh)  # read only for a cell state, which is (B, H)
+    mode, strategy, reverse, allow_tf32 = ctx.options
+    needs = ctx.needs_input_grad  # by argument: mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, ...
+    grads = _recurrence_backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32,
+                                 needs[3])
+    d_gx, d_w_hh, d_b_hh, d_h0, d_c0 = (g if needed else None for g, needed in zip(grads, needs[2:7]))
+    return None, None, d_gx, d_w_hh, d_b_hh, d_h0, d_c0, None, None, None, None
+
+
+def _save_nothing(ctx, inputs, output) -> None:
+    pass
+
+
+def _no_double_backward(ctx, *grads):
+    raise RuntimeError(NO_DOUBLE_BACKWARD)
+
+
+def _differentiable(op, backward, setup_context):
+    """Registers op's autograd and returns what to call op by: op itself, or under torch.func transforms an
+    autograd.Function with the same setup_context and backward. The transforms refuse the autograd.Function
+    that register_autograd generates, which lacks a setup_context staticmethod (pytorch/pytorch#168393)."""
+    op.register_autograd(backward, setup_context=setup_context)
+    function = type(f"{op._name}_function", (torch.autograd.Function,), dict(
+        forward=staticmethod(lambda *args: op(*args)), setup_context=staticmethod(setup_context),
+        backward=staticmethod(backward), generate_vmap_rule=True,
+    ))
+
+    def call(*args):
+        transformed = not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active()
+        return function.apply(*args) if transformed else op(*args)
+
+    return call
+
+
+_recurrence = _differentiable(recurrence_op, _backward, _setup_context)
+_recurrence_backward = _differentiable(recurrence_backward_op, _no_double_backward, _save_nothing)
+
+
+def recurrence(
+    mode: str,
+    gx: Tensor,
+    w_hh: Tensor,
+    b_hh: Tensor | None,
+    initial: tuple[Tensor | None, ...],
+    lengths: Tensor | None = None,
+    reverse: bool = False,
+    strategy: str = "triton",
+    allow_tf32: bool = False,
+) -> tuple[Tensor, ...]:
+    """Differentiable recurrence of one direction of a `mode` cell ("LSTM", "GRU") by a Triton `strategy`
+    (its backend value). Returns (y, *final_states).
+
+    gx: (T, B, G*H) input projection x @ W_ih^T + b_ih; w_hh: (G*H, H); b_hh: (G*H,) or None; initial: the
+    cell's states, each (B, H) or None (zeros); lengths: (B,) per-row lengths or None when every row has T
+    steps; y is zero past each row's length. allow_tf32: float32 products of the in-kernel GEMM may use
+    TF32 tensor cores (the modules pass torch's flag for their torch counterpart; the stepwise GEMM follows
+    torch's matmul flag). Weights and states are cast to gx's dtype (so autocast works).
+
+        >>> y, h_n, c_n = recurrence("LSTM", F.linear(x, w_ih, b_ih), w_hh, b_hh, (h0, c0))
+    """
+    dtype = gx.dtype
+    w_hh = w_hh.to(dtype)
+    b_hh = b_hh.to(dtype) if b_hh is not None else None
+    h0, c0 = (*(s.to(dtype) if s is not None else None for s in initial), None)[:2]
+    if lengths is not None:
+        lengths = lengths.to(device=gx.device, dtype=torch.int32)
+    # Save activations for backward only when one will run: under no_grad (inference) the op still sees
+    # inputs that require grad, so grad mode is read here, outside it.
+    store_acts = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (gx, w_hh, b_hh, h0, c0))
+    y, h_n, c_n, _ = _recurrence(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32)
+    return (y, h_n, c_n)[: 1 + len(initial)]
