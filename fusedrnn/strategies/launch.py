@@ -69,21 +69,25 @@ class StepLauncher:
 
     def __init__(self, kernel, grid: tuple[int, ...], args: dict, constexprs: dict):
         self.kernel, self.grid, self.args, self.constexprs = kernel, grid, args, constexprs
+        self.keywords = {**args, "k_begin": 0, "k_end": 0, **constexprs}  # built once: launches only set the range
         self.compiled = None
         self.direct = None
+        self.positional = None
 
     def __call__(self, k_begin: int, k_end: int) -> None:
         if self.direct is not None:
-            self.direct(*self._positional(k_begin, k_end))
+            self.positional[self.range_at] = k_begin
+            self.positional[self.range_at + 1] = k_end
+            self.direct(*self.positional)
             return
-        self.compiled = self.kernel[self.grid](**self.args, k_begin=k_begin, k_end=k_end, **self.constexprs)
+        self.keywords["k_begin"], self.keywords["k_end"] = k_begin, k_end
+        self.compiled = self.kernel[self.grid](**self.keywords)
         if DIRECT_LAUNCH and hasattr(self.compiled, "function"):  # a CompiledKernel: not under the interpreter
             self.direct = self.compiled[(*self.grid, 1, 1)[:3]]  # the compiled kernel's launcher wants 3 sizes
-
-    def _positional(self, k_begin: int, k_end: int) -> list:
-        """Every kernel parameter in signature order, as the compiled kernel's launcher takes them."""
-        values = {**self.args, **self.constexprs, "k_begin": k_begin, "k_end": k_end}
-        return [values[name] for name in self.kernel.arg_names]
+            # Every kernel parameter in signature order, as the compiled kernel's launcher takes them.
+            self.positional = [self.keywords[name] for name in self.kernel.arg_names]
+            self.range_at = self.kernel.arg_names.index("k_begin")
+            assert self.kernel.arg_names[self.range_at + 1] == "k_end", "the time-loop kernels take k_begin, k_end"
 
     def compile_only(self):
         """Compile without launching (Triton's warmup), for resource checks before a first launch."""
