@@ -72,7 +72,7 @@ def ptxas_report(compiled, arch: int) -> str:
 
 
 def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, programs: int):
-    """(direction, kernel, values, constexprs, Tiles) for one cell, dtype and shape, as recurrence.py builds them."""
+    """(direction, kernel, values, constexprs, Tiles) for one cell, dtype and shape, as driver.py builds them."""
     the_cell = cell(mode)
     dtype, code = DTYPES[dtype_name]
     t = tiles.choose(strategy, B, H, dtype, programs=programs)

@@ -43,10 +43,11 @@ class FusedRNNMixin(BackendOption):
 class LSTM(FusedRNNMixin, nn.LSTM):
     """`torch.nn.LSTM` with fused Triton kernels on CUDA.
 
-    Same arguments as `torch.nn.LSTM` plus `backend`: "auto" (Triton on CUDA tensors, torch elsewhere),
-    "triton-fusedstep" (the recurrent GEMM inside the step kernel), "triton" (the stepwise kernels) or
-    "torch"; None (default) reads the environment variable FUSEDRNN_BACKEND, else "auto". Which Triton
-    strategy "auto" picks per dtype: fusedrnn/_backend.py.
+    Same arguments as `torch.nn.LSTM` plus `backend`: "auto" (on CUDA what the committed GPU benchmarks
+    measured fastest for this GPU, cell, dtype and size, see fusedrnn/strategies/dispatch.py; torch on the
+    CPU), a Triton strategy ("triton-persistent": one launch for all steps; "triton-fusedstep": the
+    recurrent GEMM inside each step's kernel; "triton": a cuBLAS GEMM and a fused kernel per step) or
+    "torch"; None (default) reads the environment variable FUSEDRNN_BACKEND, else "auto".
 
         >>> lstm = fusedrnn.LSTM(32, 64, num_layers=2, bidirectional=True).cuda()
         >>> output, (h_n, c_n) = lstm(x)
