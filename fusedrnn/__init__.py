@@ -1,7 +1,7 @@
-"""fusedrnn: Triton-fused LSTM and GRU layers, drop-in replacements for the torch.nn modules."""
+"""fusedrnn: Triton-fused LSTM, GRU and Elman RNN layers and cells, drop-in replacements for the torch.nn modules."""
 
-from fusedrnn.nn import GRU, LSTM, GRUCell, LSTMCell, convert
+from fusedrnn.nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, convert
 
 __version__ = "0.1.0"
 
-__all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "convert", "__version__"]
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "convert", "__version__"]

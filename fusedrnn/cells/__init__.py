@@ -1,7 +1,8 @@
 """The recurrent cells, one file each, and the registry keyed by torch's `mode`.
 
 A cell file holds the cell's float64 reference step, its Triton step bodies (forward and backward, one
-tile of one time step; the strategies in `fusedrnn.strategies` run them over time) and its `Cell` spec.
+tile of one time step; the strategies in `fusedrnn.strategies` run them over time) and its `Cell` specs,
+`CELLS` (by mode: one file may serve several modes, as the Elman cell serves tanh and relu).
 Everything that enumerates cells (convert, the reference, the benchmark, the tests) reads `REGISTRY`.
 Adding a cell is one file here plus one line in `REGISTRY`.
 
@@ -13,7 +14,7 @@ which torch.compile also reads while tracing (it does not trace importlib).
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -26,10 +27,11 @@ class Cell:
     mode: str  # torch's mode string: nn.LSTM(...).mode == "LSTM"
     gates: int  # gate blocks of H in the input and recurrent projections (LSTM 4, GRU 3)
     saved_blocks: int  # blocks of H the forward saves per time step for the backward
-    recurrent_grad_is_input_grad: bool  # the recurrent pre-activation's gradient equals gx's (LSTM)
+    recurrent_grad_is_input_grad: bool  # the recurrent pre-activation's gradient equals gx's (LSTM, Elman)
     reference_step: Callable  # (x, states, w_ih, w_hh, b_ih=None, b_hh=None) -> new states, any dtype
     forward_step: Any  # Triton: one tile of one forward step (signature in fusedrnn.strategies.kernels)
     backward_step: Any  # Triton: one tile of one backward step
+    variant: int = 0  # passed to the step bodies as VARIANT, for a file serving several modes (Elman: relu)
 
     @property
     def states(self) -> int:
@@ -42,21 +44,30 @@ class Cell:
 
 @dataclass(frozen=True)
 class Registered:
-    module: str  # the file that defines `CELL`
+    module: str  # the file whose `CELLS` holds this mode's Cell
     layer: type[nn.RNNBase]  # the torch classes the fused modules replace
     cell: type[nn.RNNCellBase]
-    states: int  # state tensors carried between steps (LSTM: h, c; GRU: h)
+    states: int  # state tensors carried between steps (LSTM: h, c; GRU, Elman: h)
+    options: dict = field(default_factory=dict)  # what the torch classes need to run this mode
+
+    @property
+    def name(self) -> str:
+        """The torch class's name, as users know the cell ("RNN" for both Elman modes)."""
+        return self.layer.__name__
 
 
 REGISTRY: dict[str, Registered] = {
     "LSTM": Registered("fusedrnn.cells.lstm", nn.LSTM, nn.LSTMCell, states=2),
     "GRU": Registered("fusedrnn.cells.gru", nn.GRU, nn.GRUCell, states=1),
+    "RNN_TANH": Registered("fusedrnn.cells.elman", nn.RNN, nn.RNNCell, states=1, options={"nonlinearity": "tanh"}),
+    "RNN_RELU": Registered("fusedrnn.cells.elman", nn.RNN, nn.RNNCell, states=1, options={"nonlinearity": "relu"}),
 }
 MODES = tuple(REGISTRY)
 
 
 def cell(mode: str) -> Cell:
-    """The cell for torch's `mode` ("LSTM", "GRU"), its Triton code imported on first use."""
+    """The cell for torch's `mode` ("LSTM", "GRU", "RNN_TANH", "RNN_RELU"), its Triton code imported on
+    first use."""
     if mode not in REGISTRY:
         raise ValueError(f"fusedrnn has no fused cell for mode {mode!r}; it has {', '.join(MODES)}")
-    return importlib.import_module(REGISTRY[mode].module).CELL
+    return importlib.import_module(REGISTRY[mode].module).CELLS[mode]

@@ -73,8 +73,8 @@ def recurrent_preactivations(
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
     DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
 ):
-    """Every gate's recurrent pre-activation h_{t-1} W_hh^T + b_hh on this tile, as four tiles (the
-    fourth is zeros when GATES == 3): read from the stepwise GEMM's output hg (B, GATES * H), or
+    """Every gate's recurrent pre-activation h_{t-1} W_hh^T + b_hh on this tile, as four tiles (zeros
+    past GATES): read from the stepwise GEMM's output hg (B, GATES * H), or
     (GEMM_IN_KERNEL) computed here from the whole previous state, each chunk of h read once for all gates."""
     r0 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
     r1 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
@@ -93,22 +93,29 @@ def recurrent_preactivations(
             w_at = w_hh_ptr + ks[:, None] + cols[None, :] * H
             w_ok = k_ok[:, None] & col_ok[None, :]
             r0 = dot(h, tl.load(w_at, mask=w_ok, other=0.0), r0, UPCAST, COMPUTE, DOT_PRECISION)
-            r1 = dot(h, tl.load(w_at + gate_stride, mask=w_ok, other=0.0), r1, UPCAST, COMPUTE, DOT_PRECISION)
-            r2 = dot(h, tl.load(w_at + 2 * gate_stride, mask=w_ok, other=0.0), r2, UPCAST, COMPUTE, DOT_PRECISION)
+            if GATES >= 2:
+                r1 = dot(h, tl.load(w_at + gate_stride, mask=w_ok, other=0.0), r1, UPCAST, COMPUTE, DOT_PRECISION)
+            if GATES >= 3:
+                r2 = dot(h, tl.load(w_at + 2 * gate_stride, mask=w_ok, other=0.0), r2, UPCAST, COMPUTE,
+                         DOT_PRECISION)
             if GATES == 4:
                 r3 = dot(h, tl.load(w_at + 3 * gate_stride, mask=w_ok, other=0.0), r3, UPCAST, COMPUTE,
                          DOT_PRECISION)
         if HAS_BIAS:
             r0 += tl.load(b_hh_ptr + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
-            r1 += tl.load(b_hh_ptr + H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
-            r2 += tl.load(b_hh_ptr + 2 * H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
+            if GATES >= 2:
+                r1 += tl.load(b_hh_ptr + H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
+            if GATES >= 3:
+                r2 += tl.load(b_hh_ptr + 2 * H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
             if GATES == 4:
                 r3 += tl.load(b_hh_ptr + 3 * H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
     else:
         r_at = row_offsets(rows, cols, H, GATES)
         r0 = load_block(hg_ptr, r_at, 0, H, mask, COMPUTE)
-        r1 = load_block(hg_ptr, r_at, 1, H, mask, COMPUTE)
-        r2 = load_block(hg_ptr, r_at, 2, H, mask, COMPUTE)
+        if GATES >= 2:
+            r1 = load_block(hg_ptr, r_at, 1, H, mask, COMPUTE)
+        if GATES >= 3:
+            r2 = load_block(hg_ptr, r_at, 2, H, mask, COMPUTE)
         if GATES == 4:
             r3 = load_block(hg_ptr, r_at, 3, H, mask, COMPUTE)
     return r0, r1, r2, r3

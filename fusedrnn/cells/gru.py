@@ -50,7 +50,7 @@ def forward_step(
     lengths_ptr, T, B, H,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
     HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, VARIANT: tl.constexpr,
 ):
     # c_ptr is unused: a GRU has no cell state (the argument keeps one signature for every cell).
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
@@ -85,7 +85,7 @@ def backward_step(
     dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
     GEMM_IN_KERNEL: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, VARIANT: tl.constexpr,
 ):
     # c0_ptr and dc_ptr are unused: a GRU has no cell state.
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
@@ -130,7 +130,9 @@ def backward_step(
         store_block(dstep_ptr, s_at, 2, H, d_hn, mask)
 
 
-CELL = Cell(
-    mode="GRU", gates=3, saved_blocks=4, recurrent_grad_is_input_grad=False,
-    reference_step=reference_step, forward_step=forward_step, backward_step=backward_step,
-)
+CELLS = {
+    "GRU": Cell(
+        mode="GRU", gates=3, saved_blocks=4, recurrent_grad_is_input_grad=False,
+        reference_step=reference_step, forward_step=forward_step, backward_step=backward_step,
+    ),
+}

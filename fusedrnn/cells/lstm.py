@@ -47,7 +47,7 @@ def forward_step(
     lengths_ptr, T, B, H,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
     HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, VARIANT: tl.constexpr,
 ):
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
     active, t = step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS, REVERSE)
@@ -86,7 +86,7 @@ def backward_step(
     dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
     GEMM_IN_KERNEL: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, VARIANT: tl.constexpr,
 ):
     # y_ptr, h0_ptr and dhg_ptr are unused: an LSTM's gate gradients are dgx itself.
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
@@ -134,7 +134,9 @@ def backward_step(
         store_block(dstep_ptr, s_at, 3, H, d_o, mask)
 
 
-CELL = Cell(
-    mode="LSTM", gates=4, saved_blocks=5, recurrent_grad_is_input_grad=True,
-    reference_step=reference_step, forward_step=forward_step, backward_step=backward_step,
-)
+CELLS = {
+    "LSTM": Cell(
+        mode="LSTM", gates=4, saved_blocks=5, recurrent_grad_is_input_grad=True,
+        reference_step=reference_step, forward_step=forward_step, backward_step=backward_step,
+    ),
+}

@@ -1,5 +1,5 @@
-from fusedrnn.nn.cell import FUSED_CELLS, GRUCell, LSTMCell
+from fusedrnn.nn.cell import FUSED_CELLS, GRUCell, LSTMCell, RNNCell
 from fusedrnn.nn.convert import convert
-from fusedrnn.nn.rnn import FUSED_LAYERS, GRU, LSTM
+from fusedrnn.nn.rnn import FUSED_LAYERS, GRU, LSTM, RNN
 
-__all__ = ["LSTM", "GRU", "LSTMCell", "GRUCell", "convert", "FUSED_LAYERS", "FUSED_CELLS"]
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "convert", "FUSED_LAYERS", "FUSED_CELLS"]

@@ -1,4 +1,4 @@
-"""Drop-in `LSTMCell` and `GRUCell`: one step of the fused recurrence (a sequence of length 1)."""
+"""Drop-in `LSTMCell`, `GRUCell` and `RNNCell`: one step of the fused recurrence (a sequence of length 1)."""
 
 import torch
 from torch import nn
@@ -84,5 +84,20 @@ class GRUCell(FusedCellMixin, nn.GRUCell):
     mode = "GRU"
 
 
+class RNNCell(FusedCellMixin, nn.RNNCell):
+    """`torch.nn.RNNCell` (nonlinearity "tanh" or "relu") with a fused Triton step on CUDA; arguments as
+    torch's plus `backend`.
 
-FUSED_CELLS = {"LSTM": LSTMCell, "GRU": GRUCell}  # torch's mode -> the fused cell class
+        >>> cell = fusedrnn.RNNCell(32, 64, nonlinearity="relu").cuda()
+        >>> h = cell(x, h)
+    """
+
+    @property
+    def mode(self) -> str:
+        """torch's mode string for this nonlinearity, as nn.RNN names it (nn.RNNCell has none)."""
+        if self.nonlinearity not in ("tanh", "relu"):
+            raise RuntimeError(f"Unknown nonlinearity: {self.nonlinearity}")  # torch's error, raised at forward
+        return f"RNN_{self.nonlinearity.upper()}"
+
+
+FUSED_CELLS = {"LSTM": LSTMCell, "GRU": GRUCell, "RNN_TANH": RNNCell, "RNN_RELU": RNNCell}  # mode -> fused cell class

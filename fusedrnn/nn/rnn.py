@@ -1,9 +1,9 @@
-"""Drop-in `LSTM` and `GRU`: subclasses of the torch modules whose forward runs the fused kernels.
+"""Drop-in `LSTM`, `GRU` and `RNN`: subclasses of the torch modules whose forward runs the fused kernels.
 
 Being subclasses, they keep torch's constructor checks, parameter names and shapes (state dicts load
 both ways), `isinstance(m, nn.LSTM)`, `flatten_parameters`, `all_weights`, `reset_parameters` and repr.
 
-Being subclasses, they also meet Dynamo's refusal of nn.LSTM/GRU: torch.compile graph-breaks on them unless
+Being subclasses, they also meet Dynamo's refusal of nn.LSTM/GRU/RNN: torch.compile graph-breaks on them unless
 `torch._dynamo.config.allow_rnn` is set (torch.export sets it itself). With it, Dynamo inlines the forward
 below, each direction of each layer one `fusedrnn::recurrence` op (fusedrnn/ops.py). fusedrnn leaves the
 flag to the user: it also changes how Dynamo treats torch's own RNN modules.
@@ -63,5 +63,13 @@ class GRU(FusedRNNMixin, nn.GRU):
     """
 
 
+class RNN(FusedRNNMixin, nn.RNN):
+    """`torch.nn.RNN` (Elman, nonlinearity "tanh" or "relu") with fused Triton kernels on CUDA; arguments
+    as `torch.nn.RNN` plus `backend` (see `fusedrnn.LSTM`).
 
-FUSED_LAYERS = {"LSTM": LSTM, "GRU": GRU}  # torch's mode -> the fused layer class
+        >>> rnn = fusedrnn.RNN(32, 64, nonlinearity="relu").cuda()
+        >>> output, h_n = rnn(x)
+    """
+
+
+FUSED_LAYERS = {"LSTM": LSTM, "GRU": GRU, "RNN_TANH": RNN, "RNN_RELU": RNN}  # torch's mode -> fused layer class

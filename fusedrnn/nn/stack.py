@@ -1,6 +1,6 @@
-"""The fused forward of a torch-style RNN module, shared by LSTM and GRU.
+"""The fused forward of a torch-style RNN module, shared by every cell (LSTM, GRU, Elman RNN).
 
-It mirrors `torch.nn.LSTM.forward` / `torch.nn.GRU.forward`: the same input layouts (batched or not,
+It mirrors `torch.nn.LSTM.forward` / `nn.GRU.forward` / `nn.RNN.forward`: the same input layouts (batched or not,
 batch_first, PackedSequence sorted or not), the same checks and messages (torch's own methods), the same
 outputs. Inside, every layout becomes a time-major padded (T, B, I) tensor plus per-row lengths, and
 each layer and direction is one input-projection GEMM followed by the stepwise recurrence.
@@ -23,21 +23,21 @@ def _as_tuple(hx, has_cell_state: bool):
     return tuple(hx) if has_cell_state else (hx,)
 
 
-def _check_state_dims(mode: str, states, batched: bool) -> None:
+def _check_state_dims(has_cell_state: bool, states, batched: bool) -> None:
     want = 3 if batched else 2
     if all(s.dim() == want for s in states):
         return
     kind = "batched 3-D" if batched else "unbatched 2-D"
-    if mode == "LSTM":
+    if has_cell_state:
         got = ", ".join(f"{s.dim()}-D" for s in states)
         raise RuntimeError(f"For {kind} input, hx and cx should also be {want}-D but got ({got}) tensors")
     raise RuntimeError(f"For {kind} input, hx should also be {want}-D but got {states[0].dim()}-D tensor")
 
 
 def fused_rnn_forward(rnn: nn.RNNBase, input, hx=None, strategy: str = "triton"):
-    """Forward of an nn.LSTM / nn.GRU (or subclass) on the fused kernels; returns what torch returns."""
+    """Forward of an nn.LSTM / nn.GRU / nn.RNN (or subclass) on the fused kernels; returns what torch returns."""
     mode = rnn.mode
-    has_cell_state = mode == "LSTM"
+    has_cell_state = REGISTRY[mode].states == 2
     states = _as_tuple(hx, has_cell_state)
     packed = isinstance(input, PackedSequence)
     batch_dim = 0 if rnn.batch_first else 1
@@ -50,12 +50,14 @@ def fused_rnn_forward(rnn: nn.RNNBase, input, hx=None, strategy: str = "triton")
         batched = True
     else:
         if input.dim() not in (2, 3):
-            raise ValueError(f"{mode}: Expected input to be 2D or 3D, got {input.dim()}D instead")
+            name = REGISTRY[mode].name
+            tensor = " tensor" if name == "RNN" else ""  # torch's wording differs by class
+            raise ValueError(f"{name}: Expected input to be 2D or 3D, got {input.dim()}D{tensor} instead")
         batched = input.dim() == 3
         if not batched:
             input = input.unsqueeze(batch_dim)
         if states is not None:
-            _check_state_dims(mode, states, batched)
+            _check_state_dims(has_cell_state, states, batched)
             if not batched:
                 states = tuple(s.unsqueeze(1) for s in states)
         _check(rnn, input, states, None)

@@ -71,16 +71,16 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
     y = new_empty(gx, T, B, H)
     # The kernel writes no activations past a row's end, and acts is an output of the op: zeros there.
     new_acts = gx.new_zeros if lengths is not None else functools.partial(new_empty, gx)
-    acts = new_acts(T, B, cell.saved_blocks * H) if store_acts else y
+    acts = new_acts(T, B, cell.saved_blocks * H) if store_acts else gx.new_empty(0)
     hg = y if strategy.gemm_in_kernel else new_empty(gx, B, cell.gates * H)  # the stepwise GEMM's output
     args = dict(
         gx_ptr=gx, hg_ptr=hg, w_hh_ptr=w_hh, b_hh_ptr=b_hh if b_hh is not None else w_hh, h_ptr=h_bufs,
-        h_flip=B * H if strategy.gemm_in_kernel else 0, c_ptr=c, y_ptr=y, acts_ptr=acts,
+        h_flip=B * H if strategy.gemm_in_kernel else 0, c_ptr=c, y_ptr=y, acts_ptr=acts if acts.numel() else y,
         lengths_ptr=lengths if lengths is not None else y, sync_ptr=_sync_buffer(strategy, device), T=T, B=B, H=H,
     )  # stand-ins for absent tensors are never read
     flags = dict(
-        CELL_STEP=cell.forward_step, HAS_LENGTHS=lengths is not None, REVERSE=reverse, STORE_ACTS=store_acts,
-        GEMM_IN_KERNEL=strategy.gemm_in_kernel, HAS_BIAS=b_hh is not None, COMPUTE=tl_compute,
+        CELL_STEP=cell.forward_step, CELL_VARIANT=cell.variant, HAS_LENGTHS=lengths is not None, REVERSE=reverse,
+        STORE_ACTS=store_acts, GEMM_IN_KERNEL=strategy.gemm_in_kernel, HAS_BIAS=b_hh is not None, COMPUTE=tl_compute,
         **_gemm_flags(dtype, allow_tf32),
     )
 
@@ -95,7 +95,7 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
         strategy.run(TimeLoop(forward_kernel, args, flags, T, B, H, dtype, device, gemm, True))
     h = h_bufs[T % 2 if strategy.gemm_in_kernel else 0].clone()  # a view of the buffer otherwise
     c = c.to(dtype) if cell.has_cell_state else gx.new_empty(0)
-    return y, h, c, acts if store_acts else gx.new_empty(0)
+    return y, h, c, acts
 
 
 def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, dc: torch.Tensor,
@@ -133,15 +133,15 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
         torch.mm(step_grad(k), w_hh, out=dh_rec)
 
     args = dict(
-        acts_ptr=acts, y_ptr=y, h0_ptr=h0, c0_ptr=c0, dy_ptr=dy, dh_rec_ptr=dh_rec, w_hh_ptr=w_hh, dh_ptr=dh,
+        acts_ptr=acts if acts.numel() else y, y_ptr=y, h0_ptr=h0, c0_ptr=c0, dy_ptr=dy, dh_rec_ptr=dh_rec, w_hh_ptr=w_hh, dh_ptr=dh,
         dc_ptr=dc, dgx_ptr=dgx, dhg_ptr=dhg, dstep_ptr=dsteps,
         dstep_flip=B * GH if write_step and strategy.gemm_in_kernel else 0,
         lengths_ptr=lengths if lengths is not None else y, sync_ptr=_sync_buffer(strategy, y.device),
         T=T, B=B, H=H,
     )
     flags = dict(
-        CELL_STEP=cell.backward_step, GATES=cell.gates, HAS_INIT=has_init, HAS_LENGTHS=lengths is not None,
-        REVERSE=reverse, WRITE_STEP=write_step, GEMM_IN_KERNEL=strategy.gemm_in_kernel, COMPUTE=tl_compute,
+        CELL_STEP=cell.backward_step, CELL_VARIANT=cell.variant, GATES=cell.gates, HAS_INIT=has_init,
+        HAS_LENGTHS=lengths is not None, REVERSE=reverse, WRITE_STEP=write_step, GEMM_IN_KERNEL=strategy.gemm_in_kernel, COMPUTE=tl_compute,
         **_gemm_flags(y.dtype, allow_tf32),
     )
     if B:

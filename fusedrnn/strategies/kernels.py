@@ -3,7 +3,7 @@
 A launch runs processing steps k_begin..k_end-1 (forward: step k; backward: step T-1-k) of one
 direction. Each program loops over its share of the (batch tile, hidden tile) grid (tiles pid, pid +
 nprog, ...) and calls the cell's step body (`CELL_STEP`, a Triton function passed as a compile-time
-argument) on each. The strategies differ only in how they launch these kernels:
+argument, with the cell's `CELL_VARIANT`) on each. The strategies differ only in how they launch these kernels:
 - one step per launch, one program per tile (stepwise, fusedstep): the kernel boundary orders the steps;
 - all steps in one launch (persistent, SYNC): the programs meet at a grid barrier after every step,
   which needs every program resident at once (cooperative launch, grid <= what fits on the GPU).
@@ -52,7 +52,7 @@ def tile_count(B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
 def forward_kernel(
     gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_ptr, h_flip, c_ptr, y_ptr, acts_ptr, lengths_ptr, sync_ptr,
     k_begin, k_end, T, B, H,
-    CELL_STEP: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr,
+    CELL_STEP: tl.constexpr, CELL_VARIANT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr,
     GEMM_IN_KERNEL: tl.constexpr, HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     SYNC: tl.constexpr, SPIN_LIMIT: tl.constexpr,
@@ -69,7 +69,7 @@ def forward_kernel(
             CELL_STEP(
                 tile_id % tiles_b, tile_id // tiles_b, k, gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_in, h_out, c_ptr,
                 y_ptr, acts_ptr, lengths_ptr, T, B, H, HAS_LENGTHS, REVERSE, STORE_ACTS, GEMM_IN_KERNEL, HAS_BIAS,
-                COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
+                COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST, CELL_VARIANT,
             )
         if SYNC:
             grid_barrier(sync_ptr, (k - k_begin + 1) * nprog, SPIN_LIMIT)
@@ -79,7 +79,7 @@ def forward_kernel(
 def backward_kernel(
     acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, w_hh_ptr, dh_ptr, dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr,
     dstep_flip, lengths_ptr, sync_ptr, k_begin, k_end, T, B, H,
-    CELL_STEP: tl.constexpr, GATES: tl.constexpr, HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr,
+    CELL_STEP: tl.constexpr, CELL_VARIANT: tl.constexpr, GATES: tl.constexpr, HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr,
     REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr, COMPUTE: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
     UPCAST: tl.constexpr, SYNC: tl.constexpr, SPIN_LIMIT: tl.constexpr,
@@ -108,7 +108,7 @@ def backward_kernel(
                 tile_id % tiles_b, tile_id // tiles_b, step, acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr,
                 later, w_hh_ptr, dh_ptr, dc_ptr, dgx_ptr, dhg_ptr, dstep, lengths_ptr, T, B, H, HAS_INIT,
                 HAS_LENGTHS, REVERSE, WRITE_STEP, GEMM_IN_KERNEL, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K,
-                DOT_PRECISION, UPCAST,
+                DOT_PRECISION, UPCAST, CELL_VARIANT,
             )
         if SYNC:
             grid_barrier(sync_ptr, (k - k_begin + 1) * nprog, SPIN_LIMIT)

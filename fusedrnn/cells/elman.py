@@ -1,0 +1,114 @@
+"""The Elman cell (torch's nn.RNN / nn.RNNCell): float64 reference step, Triton step bodies, specs.
+
+One gate block. Given gx = x W_ih^T + b_ih and hg = h W_hh^T + b_hh:
+    h' = act(gx + hg),  act = tanh (mode RNN_TANH, VARIANT 0) or relu (RNN_RELU, VARIANT 1)
+Nothing is saved for the backward: both derivatives are functions of h' itself (1 - h'^2; h' > 0, as
+torch's relu backward, which passes no gradient at 0), and h' is y at time t.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from fusedrnn.cells import Cell
+from fusedrnn.cells.common import (
+    incoming_hidden_grad,
+    load_block,
+    recurrent_grad,
+    recurrent_preactivations,
+    row_offsets,
+    seq_offsets,
+    step_positions,
+    store_block,
+    store_hidden_and_output,
+    tanh,
+    tile,
+)
+
+def _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, activation):
+    (h,) = states
+    pre = x @ w_ih.t() + h @ w_hh.t()
+    if b_ih is not None:
+        pre = pre + b_ih + b_hh
+    return (activation(pre),)
+
+
+def reference_step_tanh(x, states, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One tanh Elman step in plain torch, any dtype. x: (B, I); states: (h,), (B, H). Returns (h',)."""
+    return _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, torch.tanh)
+
+
+def reference_step_relu(x, states, w_ih, w_hh, b_ih=None, b_hh=None):
+    """One relu Elman step in plain torch, any dtype. x: (B, I); states: (h,), (B, H). Returns (h',)."""
+    return _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, torch.relu)
+
+
+@triton.jit
+def forward_step(
+    tile_b, tile_h, step, gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr,
+    lengths_ptr, T, B, H,
+    HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
+    HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, VARIANT: tl.constexpr,
+):
+    # c_ptr and acts_ptr are unused: no cell state, nothing saved but y.
+    rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
+    active, t = step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS, REVERSE)
+    live = mask & active[:, None]
+    out_at = seq_offsets(t, rows, cols, B, H, 1)
+    hg, _, _, _ = recurrent_preactivations(
+        hg_ptr, h_in_ptr, w_hh_ptr, b_hh_ptr, rows, cols, row_ok, mask, H,
+        1, GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
+    )
+    pre = load_block(gx_ptr, out_at, 0, H, live, COMPUTE) + hg
+    if VARIANT == 1:  # relu
+        h = tl.maximum(pre, 0.0)
+    else:
+        h = tanh(pre)
+    store_hidden_and_output(h_in_ptr, h_out_ptr, y_ptr, row_offsets(rows, cols, H, 1), out_at, h, live, mask,
+                            HAS_LENGTHS)
+
+
+@triton.jit
+def backward_step(
+    tile_b, tile_h, step, acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, rec_grad_ptr, w_hh_ptr, dh_ptr,
+    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, T, B, H,
+    HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
+    GEMM_IN_KERNEL: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, VARIANT: tl.constexpr,
+):
+    # acts_ptr, h0_ptr, c0_ptr, dc_ptr and dhg_ptr are unused: the derivative needs only y_t, and the
+    # pre-activation's gradient is both dgx and dhg.
+    rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
+    active, t = step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS, REVERSE)
+    live = mask & active[:, None]
+    state_at = row_offsets(rows, cols, H, 1)
+    out_at = seq_offsets(t, rows, cols, B, H, 1)
+    dh_rec = recurrent_grad(
+        dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, step < T - 1, rows, cols, row_ok, mask, H, H,
+        GEMM_IN_KERNEL, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
+    )
+    dh_carry, dh = incoming_hidden_grad(dh_rec, dh_ptr, dy_ptr, state_at, out_at, live, mask, COMPUTE)
+    h = load_block(y_ptr, out_at, 0, H, live, COMPUTE)
+    if VARIANT == 1:  # relu
+        d_pre = tl.where(live & (h > 0.0), dh, 0.0)
+    else:
+        d_pre = tl.where(live, dh * (1.0 - h * h), 0.0)
+    # A finished row passes its state's gradient through unchanged; a live row's goes through the GEMM only.
+    tl.store(dh_ptr + state_at, tl.where(live, 0.0, dh_carry), mask=mask)
+    store_block(dgx_ptr, seq_offsets(t, rows, cols, B, H, 1), 0, H, d_pre, mask)
+    if WRITE_STEP:
+        store_block(dstep_ptr, state_at, 0, H, d_pre, mask)
+
+
+def _spec(mode: str, reference_step, variant: int) -> Cell:
+    return Cell(
+        mode=mode, gates=1, saved_blocks=0, recurrent_grad_is_input_grad=True, reference_step=reference_step,
+        forward_step=forward_step, backward_step=backward_step, variant=variant,
+    )
+
+
+CELLS = {
+    "RNN_TANH": _spec("RNN_TANH", reference_step_tanh, 0),
+    "RNN_RELU": _spec("RNN_RELU", reference_step_relu, 1),
+}
