@@ -93,6 +93,7 @@ def files(tmp_path):
     ("badtag", "train", "malformed tag 'X-PER'"),
     ("missing", "val", "does not exist"),  # read in setup, not while the classes are built
     ("malformed", "val", "bad.txt:2"),
+    ("binary", "train", "bin.txt"),
 ])
 def test_ner_data_errors_are_one_line(capsys, files, tmp_path, bad, which, message):
     bad = files[bad]
