@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     if config.wandb:
         settings = {"grid": config.grid_name, "suites": list(config.suites), "warmup": config.warmup,
                     "repeats": config.repeats, "providers": [p.name for p in config.providers]}
-        summary += "\n" + wandb_log.log_run(rows, env, settings, [csv_path, md_path], images, stem.name) + "\n"
+        summary += "\n" + wandb_log.log_run(rows, env, settings, [csv_path, md_path], images, stem.name,
+                                       config.out_dir) + "\n"
         md_path.write_text(summary)
     print(summary)
     return 0
