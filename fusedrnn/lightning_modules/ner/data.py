@@ -312,8 +312,9 @@ class ConllDataModule(pl.LightningDataModule):
         for (what, name), count in unseen.items():
             warnings.warn(
                 f"{what} {name!r} does not occur in the training data {self.paths['train']!r}: {count} token"
-                f"{'s' if count > 1 else ''} of {source or 'the data'!r} carr{'y' if count > 1 else 'ies'} it; the model cannot predict it, so its "
-                "spans count as gold entities it missed (in the loss and the confusion table those tokens read as O)",
+                f"{'s' if count > 1 else ''} of {source or 'the data'!r} carr{'y' if count > 1 else 'ies'} it; "
+                "the model cannot predict it, so its spans count as gold entities it missed (in the loss and the "
+                "confusion table those tokens read as O)",
                 stacklevel=2,
             )
         return encoded
