@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fusedrnn.bench import main, options, providers, report, suites, wandb_log
+from fusedrnn.bench import main, options, plots, providers, report, suites, wandb_log
 from fusedrnn.bench.gradcheck import RATIO_ALLOWED, GradCheck, judge
 from fusedrnn.bench.grid import PUBLISHED, Case, parse_shape
-from fusedrnn.bench.results import COLUMNS
+from fusedrnn.bench.results import COLUMNS, FORWARD_BACKWARD, new_row
 from fusedrnn.bench.timing import Timing
 from fusedrnn.testing import ErrorReport, tolerance
 
@@ -137,7 +137,7 @@ def test_missing_optional_provider_is_skipped_with_a_note(tmp_path, capsys, monk
 
 
 def test_gpu_sections_of_the_summary_from_a_fabricated_gpu_run():
-    """What a GPU run prints beyond a CPU one (memory ratios, the issue's bar, FlashRNN's published point),
+    """What a GPU run prints beyond a CPU one (memory ratios, the performance targets, FlashRNN's published point),
     from made-up measurements pushed through the same row building as a real run."""
     case = Case("sequence", "LSTM", torch.bfloat16, PUBLISHED["batch"], PUBLISHED["hidden"], PUBLISHED["hidden"],
                 PUBLISHED["seq_len"])
@@ -157,7 +157,8 @@ def test_gpu_sections_of_the_summary_from_a_fabricated_gpu_run():
            "fusedrnn": "0.1.0", "git_commit": "abc1234"}
     markdown = report.markdown(rows, suites.Notes(), config, env, [])
     assert "| 100.0 MB | 1.10x, 110.0 MB | 4.00x, 400.0 MB |" in section(markdown, "Peak memory")
-    bar = section(markdown, "The issue's bar")
+    assert "issue" not in markdown
+    bar = section(markdown, "Targets for fusedrnn-stepwise")
     assert "| yes (0.60x) | yes (4.00x) | yes (1.10x) | yes |" in bar and "not on a GPU" not in bar
     assert f"{PUBLISHED['forward_ms']} ms forward" in section(markdown, "Published reference point")
 
@@ -237,9 +238,9 @@ def test_wandb_logs_table_plots_and_files(dry_run, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     images = sorted(dry_run["out_dir"].glob("*.png"))
     line = wandb_log.log_run(dry_run["rows"], {"device": "cpu"}, {"grid": "tiny"}, [dry_run["csv_path"]], images,
-                             "cpu_test")
+                             "cpu_test", dry_run["out_dir"])
     assert line.startswith("W&B: logged to offline run")
-    assert fake.init_kwargs["mode"] == "offline"
+    assert fake.init_kwargs["mode"] == "offline" and fake.init_kwargs["dir"] == str(dry_run["out_dir"])
     assert fake.logged["results"]["columns"] == COLUMNS
     assert len(fake.logged["results"]["data"]) == len(dry_run["rows"])
     assert sum(key.startswith("plots/") for key in fake.logged) == len(images)
@@ -260,3 +261,43 @@ def test_console_entry_points():
     done = subprocess.run([sys.executable, "-m", "fusedrnn.bench", "--help"], capture_output=True, text=True,
                           cwd=Path(__file__).parents[1], timeout=120)
     assert done.returncode == 0 and "--dry-run" in done.stdout
+
+
+def test_bench_wandb_files_go_under_out(tmp_path, capsys, monkeypatch):
+    fake = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    run_bench(["--dry-run", "--cells", "LSTM", "--suites", "grad", "--providers", "torch", "--wandb"], tmp_path,
+              capsys)
+    assert fake.init_kwargs["dir"] == str(tmp_path) and fake.finished
+
+
+def timed_row(provider, batch, hidden, ms, spread, seq_len=7, interpreted=False, cell="LSTM"):
+    case = Case("sequence", cell, torch.float32, batch, hidden, hidden, seq_len)
+    row = new_row(provider, case, FORWARD_BACKWARD, "torch")
+    row.update(median_ms=ms, p20_ms=ms - spread, p80_ms=ms + spread, note=suites.INTERPRETER_NOTE if interpreted else "")
+    return row
+
+
+def test_heatmap_marks_interpreter_times_and_noise(tmp_path):
+    rows = []
+    # B=2: 10 ms +- 1 against 10.5 ms +- 1 (overlapping: noise); B=4: 10 ms +- 0.1 against 20 ms +- 0.1.
+    for batch, base_ms, mine_ms, spread in ((2, 10.0, 10.5, 1.0), (4, 10.0, 20.0, 0.1)):
+        for provider, ms in (("torch", base_ms), ("fusedrnn-stepwise", mine_ms)):
+            row = timed_row(provider, batch, 8, ms, spread, interpreted=provider != "torch")
+            row["speedup_vs_cudnn"] = base_ms / ms
+            rows.append(row)
+    (cells,) = plots.heatmap_cells(rows, "fusedrnn-stepwise").values()
+    by_batch = {c.batch: c for c in cells}
+    assert by_batch[2].colour == 1.0 and by_batch[2].label == "≈0.952x†"
+    assert by_batch[4].colour == pytest.approx(0.5) and by_batch[4].label == "0.5x†"
+    assert plots.speedup_heatmaps(rows, "fusedrnn-stepwise", tmp_path / "heat.png").stat().st_size > 0
+
+
+def test_time_plot_has_every_batch_size(tmp_path):
+    rows = [timed_row(provider, batch, hidden, 1.0 + hidden / 8, 0.1, seq_len=7 if batch < 8 else 5)
+            for provider in ("torch", "fusedrnn-stepwise") for batch in (2, 4, 8) for hidden in (8, 16)]
+    rows += [timed_row("torch", 2, 8, 1.0, 0.1, cell="GRU")]
+    assert plots.time_panels(rows) == [("GRU", "float32", 2, 7), ("LSTM", "float32", 2, 7), ("LSTM", "float32", 4, 7),
+                                       ("LSTM", "float32", 8, 5)]
+    assert plots.time_against_hidden(rows, tmp_path / "time.png").stat().st_size > 0

@@ -258,9 +258,8 @@ def test_feature_columns_become_vocabularies_ids_and_embeddings(data):
 def test_feature_column_errors(data, columns, message):
     with pytest.raises(ValueError, match=message):
         _ = ConllDataModule(data["train"], data["dev"], feature_columns=columns).vocabularies
-    dm = ConllDataModule(data["train"], data["dev"])
-    with pytest.raises(ValueError, match="feature_columns"):
-        NERTagger(**dm.vocabularies, feature_dim=4)
+    dm = ConllDataModule(data["train"], data["dev"])  # no feature columns: feature_dim makes no embeddings
+    assert len(NERTagger(**dm.vocabularies, feature_dim=4).net.feature_embeddings) == 0
 
 
 def test_feature_column_missing_from_the_validation_file(data, tmp_path):
@@ -287,8 +286,8 @@ def test_digit_normalisation_shares_word_entries(data, tmp_path):
     assert set(plain.vocabularies["words"].split("\n")[2:]) == {"In", "1996", "and", "1997", "F16"}
     assert set(normalised.vocabularies["words"].split("\n")[2:]) == {"in", "0000", "and", "f00"}
     normalised.setup("validate")
-    (words, _, cases, _, _, forms), = normalised.data["val"]
-    assert forms == [1, 2, 3, 2, 4]  # the two years share a form, as they share a word entry
+    (words, _, cases, _, _, forms, gold), = normalised.data["val"]
+    assert forms == [1, 2, 3, 2, 4] and gold is None  # every tag is known: no gold strings carried  # the two years share a form, as they share a word entry
     vocab = normalised.vocabularies["words"].split("\n")
     assert [vocab[i] for i in words] == ["in", "0000", "and", "0000", "f00"]
     assert [CASINGS[c - 1] for c in cases] == ["title", "number", "lower", "number", "has_digit"]
@@ -307,3 +306,90 @@ def test_casing_embedding_changes_the_emissions(data):
     assert not torch.allclose(before, model.emissions(other_cases))
     with pytest.raises(ValueError, match="case_dim"):
         NERTagger(**dm.vocabularies, case_dim=-1)
+
+
+# ---- any CoNLL-style file: `token<TAB>tag`, lower-case types, several tags, types unseen in training ----
+
+
+def write_social(path, n, seed, extra=()):
+    """A social-media style file: `token<TAB>tag`, lower-case entity types, no -DOCSTART-; `extra`
+    sentences (lists of (token, tag)) are appended as they are."""
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n):
+        lines += [f"{w}\t{t.replace('PER', 'person').replace('LOC', 'location')}" for w, t in sentence(rng)] + [""]
+    for tokens in extra:
+        lines += [f"{w}\t{t}" for w, t in tokens] + [""]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_reader_tabs_any_tag_case_and_several_tags(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("Ed\tb-person,B-location\nSheeran\tB-location,i-person\nin\to\nRome\tB-location,B-person\n\n"
+                 "-X-\tI-group,B-corporation\n\n")
+    with pytest.warns(UserWarning, match=r"a\.txt: 4 tokens carry several comma-joined tags \(first on line 1\)"):
+        first, second = read_conll(f)
+    # The first listed, unless another continues the entity open before it (Sheeran: I-person after B-person).
+    assert first.tags == ["B-person", "I-person", "O", "B-location"]
+    assert second.tags == ["I-group"] and first.columns[0] == ["Ed", "b-person,B-location"]
+    assert spans(first.tags, "IOB2") == {("person", 0, 2), ("location", 3, 4)}
+    f.write_text("a\tB-x,Q-y\n")
+    with pytest.raises(ValueError, match=r"a\.txt:1: malformed tag 'Q-y'"):
+        read_conll(f)
+
+
+@pytest.fixture(scope="module")
+def social(tmp_path_factory):
+    d = tmp_path_factory.mktemp("social")
+    unseen = [[("saw", "O"), ("Star", "B-creative-work"), ("Wars", "I-creative-work"), ("today", "O")],
+              [("Alice", "B-person,B-location"), ("Smith", "I-person"), ("Intel", "B-corporation")]]
+    return {"train": write_social(d / "train.txt", 48, 0), "dev": write_social(d / "dev.txt", 16, 1),
+            "test": write_social(d / "test.txt", 16, 2, extra=unseen)}
+
+
+def test_types_unseen_in_training_are_scored_as_missed(social):
+    dm = ConllDataModule(social["train"], social["dev"], social["test"], feature_columns=[1, 2], batch_size=64)
+    with pytest.warns(UserWarning, match=r"feature_columns \[1, 2\] are ignored"):
+        vocabularies = dm.vocabularies
+    assert vocabularies["features"] == "" and "B-creative-work" not in vocabularies["tags"].split("\n")
+    with pytest.warns(UserWarning) as caught:
+        dm.setup("test")
+    messages = [str(w.message) for w in caught]
+    assert any("tag type 'creative-work' does not occur in the training data" in m and "2 tokens" in m
+               and "test.txt" in m for m in messages), messages
+    assert any("tag type 'corporation'" in m and "1 token of" in m for m in messages), messages
+    (batch,) = list(dm.test_dataloader())
+    assert sum(g is not None for g in batch["gold"]) == 2
+    torch.manual_seed(0)
+    # The committed config's feature_dim with data that has no feature columns: no feature embeddings.
+    model = NERTagger(**vocabularies, word_dim=8, char_dim=6, char_hidden=5, hidden_size=8, feature_dim=16,
+                      backend="torch").eval()
+    assert len(model.net.feature_embeddings) == 0
+    with torch.no_grad():
+        model.test_step(batch, 0)
+    scores = model.span_f1["test"].compute()
+    predicted = model.tag(batch)
+    gold = [g or [model.tag_names[i] for i in row[:n]]
+            for g, row, n in zip(batch["gold"], batch["tags"].tolist(), batch["mask"].sum(1).tolist())]
+    expected = [kind for g in gold for kind, _, _ in spans(g, "IOB2")]
+    assert sum(kind in ("creative-work", "corporation") for kind in expected) == 2
+    found = sum(len(spans(p, "IOB2") & spans(g, "IOB2")) for p, g in zip(predicted, gold))
+    assert scores["recall"].item() == pytest.approx(found / len(expected))  # the unseen ones are all missed
+    assert scores["f1_unseen"].item() == 0.0
+
+
+def test_social_media_file_with_the_committed_config(social, tmp_path):
+    """configs/ner.yaml (feature columns, feature_dim 16) on `token<TAB>tag` files, then `ner test` on a test
+    file with several tags on a token and types the training data lacks."""
+    common = ["--config", str(Path(__file__).resolve().parents[1] / "configs" / "ner.yaml"),
+              "--data.train_path", social["train"], "--data.val_path", social["dev"], "--data.test_path",
+              social["test"], "--model.word_dim", "8", "--model.char_dim", "6", "--model.char_hidden", "5",
+              "--model.hidden_size", "8", "--model.backend", "torch", "--trainer.logger", "false",
+              "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(tmp_path)]
+    fit = ["fit", *common, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+           "--trainer.callbacks+=ModelCheckpoint", f"--trainer.callbacks.dirpath={tmp_path}",
+           "--trainer.callbacks.filename=final"]
+    assert main(fit) == 0
+    with pytest.warns(UserWarning, match="tag type 'creative-work' does not occur in the training data"):
+        assert main(["test", *common, "--ckpt_path", str(tmp_path / "final.ckpt")]) == 0

@@ -6,6 +6,7 @@ import sys
 import torch
 
 from fusedrnn.bench import options, plots, report, results, suites, wandb_log
+from fusedrnn.cli_errors import report_error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -14,7 +15,10 @@ def main(argv: list[str] | None = None) -> int:
         print("dry run: the tiny grid on CPU, fused kernels in Triton's interpreter", file=sys.stderr)
     env = results.environment(config.device)
     env["threads"] = config.threads
-    config.out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        config.out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a file of that name, no permission, ...
+        return report_error("fusedrnn bench", OSError(f"--out {str(config.out_dir)!r}: {error.strerror or error}"))
     stem = results.output_stem(env, config.out_dir)
     csv_path, md_path = stem.with_suffix(".csv"), stem.with_suffix(".md")
     threads_before = torch.get_num_threads()
@@ -32,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     if config.wandb:
         settings = {"grid": config.grid_name, "suites": list(config.suites), "warmup": config.warmup,
                     "repeats": config.repeats, "providers": [p.name for p in config.providers]}
-        summary += "\n" + wandb_log.log_run(rows, env, settings, [csv_path, md_path], images, stem.name) + "\n"
+        summary += "\n" + wandb_log.log_run(rows, env, settings, [csv_path, md_path], images, stem.name,
+                                       config.out_dir) + "\n"
         md_path.write_text(summary)
     print(summary)
     return 0

@@ -9,12 +9,13 @@ import torch
 from fusedrnn.bench import grid as grids
 from fusedrnn.bench.providers import PROVIDERS, Provider, baseline_name
 from fusedrnn.bench.suites import SUITES, RunConfig
+from fusedrnn.cli_errors import OneLineArgumentParser
 
 DRY_RUN_ENV = "GPU_CHECK_DRY"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="fusedrnn bench",
         description="Speed, memory and gradient error of fusedrnn's LSTM/GRU against cuDNN (torch.nn), a Python "
         "loop over nn.LSTMCell, torch.compile of it and other libraries, side by side in one run.",

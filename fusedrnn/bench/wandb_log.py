@@ -1,7 +1,8 @@
 """`--wandb`: the results table, the plots and the files of a run, logged to a Weights & Biases run.
 
 wandb is imported only here and only when asked for; without it the run goes on with a note. The run is
-offline (synced later with `wandb sync`) unless the user is logged in or sets WANDB_MODE.
+offline (synced later with `wandb sync`) unless the user is logged in or sets WANDB_MODE. Its files go
+to `--out`/wandb, beside the CSV, not to the working directory.
 """
 
 import os
@@ -24,15 +25,18 @@ def _mode(wandb) -> str | None:
     return "online" if logged_in else "offline"
 
 
-def log_run(rows: list[dict], env: dict, config: dict, files: list[Path], images: list[Path], name: str) -> str:
-    """Log to W&B; returns a line for the summary saying where the run went (or why it did not)."""
+def log_run(rows: list[dict], env: dict, config: dict, files: list[Path], images: list[Path], name: str,
+            out_dir: Path | None = None) -> str:
+    """Log to W&B, its files in `out_dir`/wandb (wandb's default, ./wandb, without); returns a line for the
+    summary saying where the run went (or why it did not)."""
     try:
         import wandb
     except ImportError:
         return "W&B: wandb is not installed (pip install wandb); nothing was logged."
     try:
         run = wandb.init(project=os.environ.get("WANDB_PROJECT", PROJECT), name=name, job_type="benchmark",
-                         config={**config, **env}, mode=_mode(wandb))
+                         config={**config, **env}, mode=_mode(wandb),
+                         **({"dir": str(out_dir)} if out_dir is not None else {}))
         table = wandb.Table(columns=COLUMNS, data=[[env.get(c, row[c]) for c in COLUMNS] for row in rows])
         run.log({"results": table, **{f"plots/{image.stem}": wandb.Image(str(image)) for image in images}})
         artifact = wandb.Artifact(name, type="benchmark")

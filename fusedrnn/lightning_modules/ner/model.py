@@ -32,7 +32,7 @@ class NERTagger(NetWrapper):
     case_dim: size of the casing embedding (data.casing: lower, Title, UPPER, ...); 0 leaves it out.
         It gives back what lowercased word embeddings lose, beside the character encoder.
     feature_dim: size of each feature column's embedding (e.g. CoNLL-2003's POS and chunk tags, chosen by
-        the data module's feature_columns); 0 leaves them out.
+        the data module's feature_columns); 0 leaves them out, and so do data without feature columns.
     cell: "lstm" or "gru" for both encoders; backend: the fused layers' backend.
     decoder: "crf" or "softmax".
     word_dropout: probability of replacing a training word by the unknown token (teaches its embedding).
@@ -80,7 +80,10 @@ class NERTagger(NetWrapper):
         )
         self.crf = LinearChainCRF.for_tags(tags, scheme) if decoder == "crf" else None
         entity_types = sorted({split_tag(t)[1] for t in tags if t != "O"})
-        self.span_f1 = nn.ModuleDict({stage: SpanF1(entity_types, scheme) for stage in ("val", "test")})
+        # Gold entities of types the training data lacks count as missed (data.ConllDataModule.encode).
+        self.span_f1 = nn.ModuleDict(
+            {stage: SpanF1(entity_types, scheme, count_unseen=True) for stage in ("val", "test")}
+        )
         self.confusion = MulticlassConfusionMatrix(len(tags))
 
     # ---- model -------------------------------------------------------------------------------------
@@ -128,6 +131,8 @@ class NERTagger(NetWrapper):
         names = self.tag_names
         predicted = [[names[i] for i in p] for p in paths]
         gold = [[names[i] for i in row[:n]] for row, n in zip(batch["tags"].tolist(), mask.sum(1).tolist())]
+        # Sentences with tags the training data lacks (read as O in `tags`) bring their true ones.
+        gold = [true or ids for true, ids in zip(batch.get("gold") or [None] * len(gold), gold)]
         self.span_f1[stage].update(predicted, gold)
         if stage == "test":
             flat = torch.tensor([i for p in paths for i in p], device=mask.device)

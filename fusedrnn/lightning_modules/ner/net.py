@@ -25,7 +25,8 @@ class NERNet(nn.Module):
     """Emission scores from word ids, their characters, casings and feature ids (see the module docstring).
 
     num_words, num_chars, num_tags: vocabulary sizes (id 0 of words and characters is padding);
-    feature_sizes: the vocabulary size of each feature column. The other arguments are those of the same
+    feature_sizes: the vocabulary size of each feature column (none: no feature embeddings, whatever
+    feature_dim). The other arguments are those of the same
     names of `NERTagger`, which documents them.
     """
 
@@ -39,8 +40,6 @@ class NERNet(nn.Module):
             raise ValueError(f"cell must be 'lstm' or 'gru', got {cell!r}")
         if case_dim < 0 or feature_dim < 0:
             raise ValueError(f"case_dim and feature_dim must be >= 0, got {case_dim} and {feature_dim}")
-        if feature_dim and not feature_sizes:
-            raise ValueError("feature_dim > 0 needs feature vocabularies: set the data module's feature_columns")
         self.char_hidden, self.document_context = char_hidden, document_context
         rnn = fusedrnn.LSTM if cell == "lstm" else fusedrnn.GRU
         self.word_embedding = nn.Embedding(num_words, word_dim, padding_idx=0)

@@ -12,27 +12,32 @@ from fusedrnn.lightning_modules.ner.tag_schemes import MODEL_SCHEMES, spans
 
 class SpanF1(Metric):
     """update(predicted, gold) with lists of tag-string sequences; compute() gives a dict with micro
-    precision, recall and f1, and f1 per type (keys "f1_PER", ...)."""
+    precision, recall and f1, and f1 per type (keys "f1_PER", ...).
+
+    A span of a type outside `entity_types` is a ValueError, unless `count_unseen`: then such spans are
+    counted together (for a tagger, gold entities of a type it never saw in training, which it can only
+    miss), in the micro scores and as "f1_unseen" once there are any."""
 
     full_state_update = False
 
-    def __init__(self, entity_types: list[str], scheme: str = "IOB2", **kwargs):
+    def __init__(self, entity_types: list[str], scheme: str = "IOB2", count_unseen: bool = False, **kwargs):
         super().__init__(**kwargs)
         if scheme not in MODEL_SCHEMES:
             raise ValueError(f"SpanF1 reads {' or '.join(MODEL_SCHEMES)} tags, not {scheme!r}")
         self.scheme = scheme
         self.entity_types = sorted(entity_types)
         self._index = {kind: i for i, kind in enumerate(self.entity_types)}
-        n = len(self.entity_types)
+        self.count_unseen = count_unseen
+        n = len(self.entity_types) + count_unseen  # the last slot: the unseen types
         for name in ("true_positives", "false_positives", "false_negatives"):
             self.add_state(name, default=torch.zeros(n, dtype=torch.long), dist_reduce_fx="sum")
 
     def _count(self, found: set) -> torch.Tensor:
-        counts = torch.zeros(len(self.entity_types), dtype=torch.long)
+        counts = torch.zeros(len(self.entity_types) + self.count_unseen, dtype=torch.long)
         for kind, _, _ in found:
-            if kind not in self._index:
+            if kind not in self._index and not self.count_unseen:
                 raise ValueError(f"entity type {kind!r} is not one of {self.entity_types}")
-            counts[self._index[kind]] += 1
+            counts[self._index.get(kind, len(self.entity_types))] += 1
         return counts
 
     def update(self, predicted: list[list[str]], gold: list[list[str]]) -> None:
@@ -53,6 +58,8 @@ class SpanF1(Metric):
         per_type = _prf(tp, fp, fn)["f1"]
         for kind, f1 in zip(self.entity_types, per_type):
             result[f"f1_{kind}"] = f1
+        if self.count_unseen and (tp[-1] + fp[-1] + fn[-1]) > 0:
+            result["f1_unseen"] = per_type[-1]
         return result
 
 
