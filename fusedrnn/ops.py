@@ -5,12 +5,18 @@ cell's single step is a sequence of length 1); `fusedrnn::recurrence_backward` i
 implementations (fusedrnn/strategies/driver.py) are imported on first call: Triton decides whether a kernel
 runs in its interpreter (TRITON_INTERPRET) when the kernel is defined, so `import fusedrnn` must not define
 kernels. The fake implementations give the compilers shapes and dtypes without running anything.
+
+An LSTM's projection (proj_size > 0): the ops take W_hr (w_hr) and run the recurrence on the projected state
+but return the unprojected outputs h_raw = o * tanh(c) (y and h_n, of width H); `recurrence` projects them
+with one GEMM each outside the ops, so that autograd gives that GEMM's gradients (dW_hr's share of the
+outputs, and dy @ W_hr for the ops' backward).
 """
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from fusedrnn.cells import cell
+from fusedrnn.cells import REGISTRY, cell
 
 NO_DOUBLE_BACKWARD = (
     "fusedrnn's fused kernels have no double backward (a gradient of a gradient through LSTM/GRU); use "
@@ -22,18 +28,19 @@ NO_DOUBLE_BACKWARD = (
 @torch.library.custom_op("fusedrnn::recurrence", mutates_args=())
 def recurrence_op(mode: str, strategy: str, gx: Tensor, w_hh: Tensor, b_hh: Tensor | None, h0: Tensor | None,
                   c0: Tensor | None, lengths: Tensor | None, reverse: bool, store_acts: bool,
-                  allow_tf32: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(y, h_n, c_n, acts); c_n is empty for a cell without a cell state, acts unless store_acts."""
+                  allow_tf32: bool, w_hr: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(y, h_n, c_n, acts); c_n is empty for a cell without a cell state, acts unless store_acts. With w_hr
+    (P, H), y and h_n are unprojected (width H) while w_hh is (4H, P) and h0 (B, P)."""
     from fusedrnn.strategies import driver
 
-    return driver.forward(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32)
+    return driver.forward(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32, w_hr)
 
 
 @recurrence_op.register_fake
-def _(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32):
+def _(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32, w_hr=None):
     spec = cell(mode)
     T, B, _ = gx.shape
-    H = w_hh.shape[1]
+    H = w_hh.shape[0] // spec.gates
     c_n = gx.new_empty(B, H) if spec.has_cell_state else gx.new_empty(0)
     acts = gx.new_empty(T, B, spec.saved_blocks * H) if store_acts else gx.new_empty(0)
     return gx.new_empty(T, B, H), gx.new_empty(B, H), c_n, acts
@@ -42,41 +49,51 @@ def _(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allo
 @torch.library.custom_op("fusedrnn::recurrence_backward", mutates_args=())
 def recurrence_backward_op(mode: str, strategy: str, dy: Tensor, dh: Tensor, dc: Tensor, acts: Tensor, y: Tensor,
                            w_hh: Tensor, h0: Tensor | None, c0: Tensor | None, lengths: Tensor | None, reverse: bool,
-                           allow_tf32: bool, w_hh_grad: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(dgx, d_w_hh, d_b_hh, d_h0, d_c0); d_c0 is empty for a cell without a cell state, d_w_hh unless w_hh_grad."""
+                           allow_tf32: bool, w_hh_grad: bool, w_hr: Tensor | None = None,
+                           w_hr_grad: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(dgx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr); d_c0 is empty for a cell without a cell state, d_w_hh unless
+    w_hh_grad, d_w_hr unless w_hr is given and w_hr_grad (the recurrence's share of W_hr's gradient)."""
     from fusedrnn.strategies import driver
 
-    return driver.backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32, w_hh_grad)
+    return driver.backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32, w_hh_grad,
+                           w_hr, w_hr_grad)
 
 
 @recurrence_backward_op.register_fake
-def _(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32, w_hh_grad):
+def _(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32, w_hh_grad, w_hr=None,
+      w_hr_grad=False):
     T, B, H = y.shape
     d_w_hh = y.new_empty(w_hh.shape) if w_hh_grad else y.new_empty(0)
     d_c0 = y.new_empty(B, H) if cell(mode).has_cell_state else y.new_empty(0)
-    return y.new_empty(T, B, w_hh.shape[0]), d_w_hh, y.new_empty(w_hh.shape[0]), y.new_empty(B, H), d_c0
+    d_w_hr = y.new_empty(w_hr.shape) if w_hr is not None and w_hr_grad else y.new_empty(0)
+    return (y.new_empty(T, B, w_hh.shape[0]), d_w_hh, y.new_empty(w_hh.shape[0]), y.new_empty(B, w_hh.shape[1]),
+            d_c0, d_w_hr)
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    mode, strategy, _, w_hh, b_hh, h0, c0, lengths, reverse, _, allow_tf32 = inputs
+    mode, strategy, _, w_hh, b_hh, h0, c0, lengths, reverse, _, allow_tf32, w_hr = (*inputs, None)[:12]
     y, _, _, acts = output
-    ctx.save_for_backward(acts, y, w_hh, h0, c0, lengths)
+    ctx.save_for_backward(acts, y, w_hh, h0, c0, lengths, w_hr)
     ctx.options = mode, strategy, reverse, allow_tf32
     ctx.mark_non_differentiable(acts)
     ctx.set_materialize_grads(False)  # a zero gradient for acts would cost as much memory as acts
 
 
 def _backward(ctx, dy, dh, dc, _):
-    acts, y, w_hh, h0, c0, lengths = ctx.saved_tensors
+    acts, y, w_hh, h0, c0, lengths, w_hr = ctx.saved_tensors
     dy = dy if dy is not None else torch.zeros_like(y)
     dh = dh if dh is not None else y.new_zeros(y.shape[1:])
     dc = dc if dc is not None else torch.zeros_like(dh)  # read only for a cell state, which is (B, H)
     mode, strategy, reverse, allow_tf32 = ctx.options
-    needs = ctx.needs_input_grad  # by argument: mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, ...
+    # By argument: mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, ..., w_hr. A call may leave out w_hr (its
+    # default), and then AOT's autograd asks for the arguments given only.
+    given = len(ctx.needs_input_grad)
+    needs = (*ctx.needs_input_grad, False)[:12]
     grads = _recurrence_backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32,
-                                 needs[3])
-    d_gx, d_w_hh, d_b_hh, d_h0, d_c0 = (g if needed else None for g, needed in zip(grads, needs[2:7]))
-    return None, None, d_gx, d_w_hh, d_b_hh, d_h0, d_c0, None, None, None, None
+                                 needs[3], w_hr, needs[11])
+    d_gx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr = (
+        g if needed else None for g, needed in zip(grads, (*needs[2:7], needs[11])))
+    return (None, None, d_gx, d_w_hh, d_b_hh, d_h0, d_c0, None, None, None, None, d_w_hr)[:given]
 
 
 def _save_nothing(ctx, inputs, output) -> None:
@@ -118,6 +135,7 @@ def recurrence(
     reverse: bool = False,
     strategy: str = "triton",
     allow_tf32: bool = False,
+    w_hr: Tensor | None = None,
 ) -> tuple[Tensor, ...]:
     """Differentiable recurrence of one direction of a `mode` cell ("LSTM", "GRU") by a Triton `strategy`
     (its backend value). Returns (y, *final_states).
@@ -127,17 +145,37 @@ def recurrence(
     steps; y is zero past each row's length. allow_tf32: float32 products of the in-kernel GEMM may use
     TF32 tensor cores (the modules pass torch's flag for their torch counterpart; the stepwise GEMM follows
     torch's matmul flag). Weights and states are cast to gx's dtype (so autocast works).
+    w_hr: an LSTM's projection (P, H), as nn.LSTM's weight_hr with proj_size P: then w_hh is (4H, P), h0 and
+    h_n are (B, P), c0 and c_n (B, H), y is (T, B, P) (every strategy runs the stepwise pattern then, with
+    the projection a cuBLAS GEMM between the step kernels: fusedrnn/strategies/driver.py).
 
         >>> y, h_n, c_n = recurrence("LSTM", F.linear(x, w_ih, b_ih), w_hh, b_hh, (h0, c0))
     """
+    if w_hr is not None and REGISTRY[mode].states != 2:
+        raise ValueError(f"a projection (w_hr, proj_size > 0) is an LSTM's; got mode {mode!r}")
     dtype = gx.dtype
     w_hh = w_hh.to(dtype)
     b_hh = b_hh.to(dtype) if b_hh is not None else None
+    w_hr = w_hr.to(dtype) if w_hr is not None else None
     h0, c0 = (*(s.to(dtype) if s is not None else None for s in initial), None)[:2]
     if lengths is not None:
         lengths = lengths.to(device=gx.device, dtype=torch.int32)
     # Save activations for backward only when one will run: under no_grad (inference) the op still sees
     # inputs that require grad, so grad mode is read here, outside it.
-    store_acts = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (gx, w_hh, b_hh, h0, c0))
-    y, h_n, c_n, _ = _recurrence(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32)
+    store_acts = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (gx, w_hh, b_hh, h0, c0, w_hr))
+    y, h_n, c_n, _ = _recurrence(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32,
+                                 w_hr)
+    if w_hr is not None:
+        y, h_n = _project(y, h_n, w_hr, h0, lengths)
     return (y, h_n, c_n)[: 1 + len(initial)]
+
+
+def _project(y: Tensor, h_n: Tensor, w_hr: Tensor, h0: Tensor | None, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The projected outputs from the op's unprojected ones (GEMMs, so under autocast in its dtype, as torch's
+    projection). A row of length 0 keeps h0 (its h_raw never existed)."""
+    y, h_n = F.linear(y, w_hr), F.linear(h_n, w_hr)
+    if lengths is not None:
+        kept = h0 if h0 is not None else torch.zeros_like(h_n)
+        h_n = torch.where((lengths == 0).unsqueeze(1), kept, h_n)
+    return y, h_n

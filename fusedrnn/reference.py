@@ -5,6 +5,9 @@ and directions.
 
 It loops over time with per-row lengths: a finished row keeps its state and outputs zeros, and the
 reverse direction starts at each row's own last step. It shares no code with the Triton path.
+
+An LSTM with a projection (nn.LSTM's proj_size P > 0) carries h = W_hr (o * tanh(c)) of width P: the
+cell's step runs on it (W_hh is (4H, P)) and its new h is projected here.
 """
 
 import torch
@@ -13,11 +16,14 @@ from fusedrnn.cells import cell
 
 
 def rnn_direction(mode, x, state, weights, lengths=None, reverse=False):
-    """One direction of one layer. x: (T, B, I); state: tuple of (B, H); weights: (w_ih, w_hh[, b_ih, b_hh]).
+    """One direction of one layer. x: (T, B, I); state: tuple of (B, H); weights: (w_ih, w_hh[, b_ih,
+    b_hh][, w_hr]), torch's order: an odd count ends with an LSTM's projection w_hr (P, H), and then h in
+    state and y have width P.
 
-    Returns y (T, B, H) and the final state tuple.
+    Returns y (T, B, H) (or (T, B, P)) and the final state tuple.
     """
     step = cell(mode).reference_step
+    weights, w_hr = (weights[:-1], weights[-1]) if len(weights) % 2 else (weights, None)
     T, B = x.shape[:2]
     lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.cpu().long()
     H = state[0].shape[1]
@@ -29,6 +35,8 @@ def rnn_direction(mode, x, state, weights, lengths=None, reverse=False):
         y_row = [x.new_zeros(1, H) for _ in range(T)]
         for t in times:
             row = step(x[t, b : b + 1], row, *weights)
+            if w_hr is not None:
+                row = (row[0] @ w_hr.t(), *row[1:])
             y_row[t] = row[0]
         rows_y.append(torch.cat(y_row))
         rows_state.append(row)
@@ -40,8 +48,9 @@ def rnn_direction(mode, x, state, weights, lengths=None, reverse=False):
 def rnn(mode, x, initial, layer_weights, bidirectional=False, lengths=None, dropout=0.0):
     """A stack of layers, with torch's inter-layer dropout when dropout > 0.
 
-    x: (T, B, I); initial: tuple of (L * D, B, H) tensors; layer_weights[k][d]: the weights of layer k,
-    direction d. Returns y (T, B, D * H) and the final states.
+    x: (T, B, I); initial: tuple of (L * D, B, H) tensors (h (L * D, B, P) with a projection);
+    layer_weights[k][d]: the weights of layer k, direction d (see rnn_direction). Returns y (T, B, D * H)
+    (D * P with a projection) and the final states.
     """
     directions = 2 if bidirectional else 1
     finals = [[] for _ in initial]
@@ -68,6 +77,7 @@ def module_weights(module, dtype=None):
         for d in range(directions):
             suffix = f"l{k}" + ("_reverse" if d else "")
             names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if module.bias else [])
+            names += ["weight_hr"] if getattr(module, "proj_size", 0) else []
             per_direction.append(tuple(_cast(getattr(module, f"{n}_{suffix}"), dtype) for n in names))
         layers.append(per_direction)
     return layers

@@ -93,7 +93,8 @@ def reference_forward(module, input, hx=None, dropout=0.0):
         states = tuple(s.unsqueeze(1) for s in states)
     if states is None:
         zeros = x.new_zeros(module.num_layers * D, x.size(1), module.hidden_size)
-        states = (zeros, zeros) if mode == "LSTM" else (zeros,)
+        h_zeros = x.new_zeros(module.num_layers * D, x.size(1), getattr(module, "proj_size", 0) or module.hidden_size)
+        states = (h_zeros, zeros) if mode == "LSTM" else (zeros,)
     y, finals = reference.rnn(mode, x, states, reference.module_weights(module), module.bidirectional, lengths, dropout)
     if lengths is not None:
         output = pack_padded_sequence(y, lengths, enforce_sorted=False)

@@ -88,14 +88,6 @@ def test_constructor_arguments(cls):
             cls(5, 4, num_layers=0)
 
 
-def test_proj_size_with_triton_names_the_alternative():
-    lstm = fusedrnn.LSTM(5, 4, proj_size=2, backend="triton")
-    with pytest.raises(NotImplementedError, match="backend='torch'"):
-        lstm(torch.randn(3, 2, 5))
-    out, (h, c) = fusedrnn.LSTM(5, 4, proj_size=2, backend="torch")(torch.randn(3, 2, 5))
-    assert out.shape == (3, 2, 2) and h.shape == (1, 2, 2) and c.shape == (1, 2, 4)
-
-
 def test_environment_backend_must_be_valid(monkeypatch):
     monkeypatch.setenv("FUSEDRNN_BACKEND", "gpu")
     with pytest.raises(ValueError, match="FUSEDRNN_BACKEND must be one of"):

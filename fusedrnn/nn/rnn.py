@@ -12,7 +12,7 @@ flag to the user: it also changes how Dynamo treats torch's own RNN modules.
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from fusedrnn._backend import TRITON_BACKENDS, resolve
+from fusedrnn._backend import default_backend, resolve
 from fusedrnn.nn.backend_option import BackendOption
 from fusedrnn.nn.stack import fused_rnn_forward
 
@@ -28,15 +28,12 @@ class FusedRNNMixin(BackendOption):
         else:
             data = input
             batch = input.size(0 if self.batch_first else 1) if input.dim() == 3 else 1
+        if self.proj_size and (self.backend or default_backend()) == "auto":
+            # auto's table and autotuner measured no projected LSTM: torch's implementation (cuDNN) runs.
+            return super().forward(input, hx)
         implementation = resolve(self.backend, data, self.mode, "sequence", batch, self.hidden_size)
         if implementation != "torch":
-            if self.proj_size == 0:
-                return fused_rnn_forward(self, input, hx, implementation)
-            if self.backend in TRITON_BACKENDS:
-                raise NotImplementedError(
-                    "fusedrnn has no fused kernel for proj_size > 0 yet; use backend='torch' "
-                    "(or 'auto', which runs torch's implementation for projected LSTMs)"
-                )
+            return fused_rnn_forward(self, input, hx, implementation)
         return super().forward(input, hx)
 
 
@@ -48,6 +45,10 @@ class LSTM(FusedRNNMixin, nn.LSTM):
     CPU), a Triton strategy ("triton-persistent": one launch for all steps; "triton-fusedstep": the
     recurrent GEMM inside each step's kernel; "triton": a cuBLAS GEMM and a fused kernel per step) or
     "torch"; None (default) reads the environment variable FUSEDRNN_BACKEND, else "auto".
+
+    proj_size > 0 (h_t = W_hr (o * tanh(c_t))) runs fused in every Triton strategy, each then as the
+    stepwise one (cuBLAS GEMMs for the recurrent product and the projection around the fused step kernel);
+    "auto" runs torch's implementation for it.
 
         >>> lstm = fusedrnn.LSTM(32, 64, num_layers=2, bidirectional=True).cuda()
         >>> output, (h_n, c_n) = lstm(x)

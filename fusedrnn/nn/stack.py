@@ -3,7 +3,8 @@
 It mirrors `torch.nn.LSTM.forward` / `nn.GRU.forward` / `nn.RNN.forward`: the same input layouts (batched or not,
 batch_first, PackedSequence sorted or not), the same checks and messages (torch's own methods), the same
 outputs. Inside, every layout becomes a time-major padded (T, B, I) tensor plus per-row lengths, and
-each layer and direction is one input-projection GEMM followed by the stepwise recurrence.
+each layer and direction is one input-projection GEMM followed by the fused recurrence. An LSTM with
+proj_size > 0 passes each direction's weight_hr to the recurrence, which projects h (fusedrnn/ops.py).
 """
 
 import torch
@@ -93,7 +94,8 @@ def _check(rnn: nn.RNNBase, input, states, batch_sizes) -> None:
 def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor | None, strategy: str = "triton"):
     """All layers and directions of `rnn` over padded time-major x (T, B, I) with per-row lengths
     (CPU int64, or None), by the Triton `strategy` (a backend value). Returns y (T, B, D * H) and the
-    final states, each (L * D, B, H)."""
+    final states, each (L * D, B, H); with an LSTM's proj_size P > 0, y is (T, B, D * P) and h_n
+    (L * D, B, P)."""
     T = x.size(0)
     directions = 2 if rnn.bidirectional else 1
     n_states = REGISTRY[rnn.mode].states
@@ -111,9 +113,14 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
             index = layer * directions + d
             initial = tuple(s[index] for s in states) if states is not None else (None,) * n_states
             w_hh = getattr(rnn, f"weight_hh_{suffix}")
+            w_hr = getattr(rnn, f"weight_hr_{suffix}") if getattr(rnn, "proj_size", 0) else None
+            if w_hr is not None and x.device.type == "cpu":
+                # On the CPU nn.LSTM with projections runs torch's default implementation, not oneDNN's layer:
+                # under autocast its GEMMs (hence h and the output) are in autocast's dtype, c in the input's.
+                gx = gx.to(x.dtype)
             # As nn.LSTM/GRU on cuDNN: float32 recurrent products may use TF32 when cudnn allows it.
             y, *final = recurrence(rnn.mode, gx, w_hh, b_hh, initial, lengths, d == 1, strategy,
-                                   allow_tf32=torch.backends.cudnn.allow_tf32)
+                                   allow_tf32=torch.backends.cudnn.allow_tf32, w_hr=w_hr)
             outputs.append(y)
             for acc, s in zip(finals, final):
                 acc.append(s)

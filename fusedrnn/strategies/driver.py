@@ -9,6 +9,19 @@ turns the incoming gradient into gate gradients dgx (and dhg, the part that went
 GEMM); dhg_s @ W_hh carries it to the step before (a GEMM after the kernel, or inside the next step).
 After the loop, as large GEMMs: dW_hh here, dW_ih, db_ih and dx by autograd through the input
 projection that the caller did with F.linear. No atomics in any gradient: results are deterministic.
+
+An LSTM with a projection (proj_size P > 0, w_hr (P, H)) carries h_r = h_raw @ W_hr^T (B, P) between
+steps, where h_raw = o * tanh(c) is what the kernels compute and keep in their (B, H) state buffer and
+write into y. The projection needs every hidden unit of a step before any unit of the next step can start,
+so it runs as a host GEMM between the kernel launches, and with a projection every strategy runs the
+stepwise pattern (one launch per step between cuBLAS GEMMs): the fusedstep kernel's in-kernel GEMM reads
+an H-wide state, and the persistent kernel would need a second grid barrier per step (after the pointwise
+update, before the projection is complete). Forward, per step: h_r = h_raw @ W_hr^T (h0 at the first
+step; a finished row's kept h_raw reproduces its kept h_r), hg = h_r @ W_hh^T + b_hh, the kernel. y and
+h_n stay unprojected here (y_raw, h_raw_n); fusedrnn/ops.py projects them with autograd. Backward, per
+step: dh_r = dG_s @ W_hh (B, P), and what reaches h_raw through the recurrence is dh_r @ W_hr; after the
+loop dW_hh = sum_t dG_t^T h_r_{t-1} and this recurrence's share of dW_hr = sum_t dh_r_t^T h_raw_t, each
+two large GEMMs.
 """
 
 import functools
@@ -53,20 +66,33 @@ def _sync_buffer(strategy, device: torch.device) -> torch.Tensor:
     return torch.empty(2, dtype=torch.int32, device=device)
 
 
+def _strategy(name: str, projected: bool):
+    """The strategy that runs the time loop: with a projection the stepwise one, whatever was asked (the
+    projection is a host GEMM between launches; see the top of this file)."""
+    return strategy_for("triton" if projected else name)
+
+
 def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | None,
             h0: torch.Tensor | None, c0: torch.Tensor | None, lengths: torch.Tensor | None, reverse: bool,
-            store_acts: bool, allow_tf32: bool) -> tuple[torch.Tensor, ...]:
+            store_acts: bool, allow_tf32: bool, w_hr: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """The forward of `fusedrnn::recurrence` (fusedrnn/ops.py): (y, h_n, c_n, acts). c_n is empty for a cell
-    without a cell state, acts (the activations the backward reads) unless store_acts. Returns no views."""
-    cell, strategy = cell_for(mode), strategy_for(strategy_name)
-    gx, w_hh, b_hh, h0, c0, lengths = _contiguous(gx, w_hh, b_hh, h0, c0, lengths)
+    without a cell state, acts (the activations the backward reads) unless store_acts. With w_hr (an LSTM's
+    projection, (P, H); then w_hh is (4H, P) and h0 (B, P)) y and h_n are the unprojected h_raw. Returns no
+    views."""
+    projected = w_hr is not None
+    cell, strategy = cell_for(mode), _strategy(strategy_name, projected)
+    gx, w_hh, b_hh, h0, c0, lengths, w_hr = _contiguous(gx, w_hh, b_hh, h0, c0, lengths, w_hr)
     T, B, _ = gx.shape
-    H = w_hh.shape[1]
+    H = gx.shape[2] // cell.gates
     dtype, device = gx.dtype, gx.device
     compute, tl_compute = _compute_dtype(dtype)
     # The state buffers: two that alternate when other programs read h (the GEMM in the kernel), else one.
     h_bufs = new_empty(gx, 2 if strategy.gemm_in_kernel else 1, B, H)
-    h_bufs[0] = h0 if h0 is not None else 0
+    # With a projection they hold h_raw, which the kernel reads only for a finished row (its own last
+    # h_raw); the recurrent GEMM reads h_r, h0 before the first step.
+    h_bufs[0] = h0 if h0 is not None and not projected else 0
+    if projected:
+        h_r = h0.clone() if h0 is not None else gx.new_zeros(B, w_hr.shape[0])
     c = c0.to(compute, copy=True) if c0 is not None else gx.new_zeros(B, H, dtype=compute)  # unread by a GRU
     y = new_empty(gx, T, B, H)
     # The kernel writes no activations past a row's end, and acts is an output of the op: zeros there.
@@ -85,10 +111,15 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
     )
 
     def host_gemm(k: int) -> None:
+        h = h_bufs[0]
+        if projected:
+            if k:
+                torch.mm(h, w_hr.t(), out=h_r)
+            h = h_r
         if b_hh is not None:
-            torch.addmm(b_hh, h_bufs[0], w_hh.t(), out=hg)
+            torch.addmm(b_hh, h, w_hh.t(), out=hg)
         else:
-            torch.mm(h_bufs[0], w_hh.t(), out=hg)
+            torch.mm(h, w_hh.t(), out=hg)
 
     if B:
         gemm = None if strategy.gemm_in_kernel else host_gemm
@@ -101,17 +132,20 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
 def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, dc: torch.Tensor,
              acts: torch.Tensor, y: torch.Tensor, w_hh: torch.Tensor, h0: torch.Tensor | None,
              c0: torch.Tensor | None, lengths: torch.Tensor | None, reverse: bool, allow_tf32: bool,
-             w_hh_grad: bool) -> tuple[torch.Tensor, ...]:
-    """The forward of `fusedrnn::recurrence_backward`: (dgx, d_w_hh, d_b_hh, d_h0, d_c0) from the gradients of
-    y, h_n and c_n (empty for a cell without a cell state, as d_c0) and what the forward saved; d_w_hh is
-    empty unless w_hh_grad."""
-    cell, strategy = cell_for(mode), strategy_for(strategy_name)
-    dy, dh, dc, acts, y, w_hh, h0, c0, lengths = _contiguous(dy, dh, dc, acts, y, w_hh, h0, c0, lengths)
+             w_hh_grad: bool, w_hr: torch.Tensor | None = None, w_hr_grad: bool = False) -> tuple[torch.Tensor, ...]:
+    """The forward of `fusedrnn::recurrence_backward`: (dgx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr) from the
+    gradients of y, h_n and c_n (empty for a cell without a cell state, as d_c0) and what the forward saved;
+    d_w_hh is empty unless w_hh_grad. With w_hr, y, dy and dh are the unprojected ones (B, H), h0 and d_h0
+    are (B, P), and d_w_hr is the recurrence's share of W_hr's gradient (empty unless w_hr_grad)."""
+    projected = w_hr is not None
+    cell, strategy = cell_for(mode), _strategy(strategy_name, projected)
+    dy, dh, dc, acts, y, w_hh, h0, c0, lengths, w_hr = _contiguous(
+        dy, dh, dc, acts, y, w_hh, h0, c0, lengths, w_hr)
     T, B, H = y.shape
     GH = cell.gates * H
     compute, tl_compute = _compute_dtype(y.dtype)
     has_init = h0 is not None or c0 is not None
-    h0, c0 = (s if s is not None else y.new_zeros(B, H) for s in (h0, c0))  # read only if has_init
+    h0, c0 = (s if s is not None else y.new_zeros(B, n) for s, n in ((h0, w_hh.shape[1]), (c0, H)))  # read if has_init
     dh = dh.to(compute, copy=True)
     dc = dc.to(compute, copy=True) if cell.has_cell_state else dh
     dh_rec = y.new_zeros(B, H)
@@ -129,8 +163,16 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
             return dsteps[k % 2 if strategy.gemm_in_kernel else 0]
         return dhg[k if reverse else T - 1 - k]
 
+    if projected:
+        dh_r = y.new_zeros(B, w_hh.shape[1])
+
     def host_gemm(k: int) -> None:
-        torch.mm(step_grad(k), w_hh, out=dh_rec)
+        if projected:
+            torch.mm(step_grad(k), w_hh, out=dh_r)
+            if k < T - 1:  # after the last step dh_r is d_h0
+                torch.mm(dh_r, w_hr, out=dh_rec)
+        else:
+            torch.mm(step_grad(k), w_hh, out=dh_rec)
 
     args = dict(
         acts_ptr=acts if acts.numel() else y, y_ptr=y, h0_ptr=h0, c0_ptr=c0, dy_ptr=dy, dh_rec_ptr=dh_rec, w_hh_ptr=w_hh, dh_ptr=dh,
@@ -152,19 +194,32 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
         torch.mm(first, w_hh, out=dh_rec)
 
     # dW_hh = sum_t dhg_t^T h_{t-1}. h_{t-1} is y at the previous time (zero in padding, where dhg
-    # is zero too); each row's first step uses h0.
-    d_w_hh = y.new_empty(0)
+    # is zero too), projected where there is a projection; each row's first step uses h0.
+    # The recurrence's share of dW_hr = sum_t dh_r_t^T h_raw_t, with dh_r_t = dhg_{t+1} @ W_hh the gradient
+    # that reached h_r_t through the next step's recurrent GEMM (pairs of times as for dW_hh).
+    d_w_hh, d_w_hr = y.new_empty(0), y.new_empty(0)
+    if T > 1 and (w_hh_grad or (projected and w_hr_grad)):
+        later, earlier = (dhg[:-1], y[1:]) if reverse else (dhg[1:], y[:-1])
+        later, earlier = later.reshape(-1, GH), earlier.reshape(-1, H)
+        if w_hh_grad:
+            d_w_hh = later.t() @ (earlier @ w_hr.t() if projected else earlier)
+        if projected and w_hr_grad:
+            d_w_hr = (later @ w_hh).t() @ earlier
     if w_hh_grad:
-        if T > 1:
-            later, earlier = (dhg[:-1], y[1:]) if reverse else (dhg[1:], y[:-1])
-            d_w_hh = later.reshape(-1, GH).t() @ earlier.reshape(-1, H)
-        else:
+        if T == 1:
             d_w_hh = w_hh.new_zeros(w_hh.shape)
         if has_init:
             d_w_hh = d_w_hh + first.t() @ h0
-    d_h0 = (dh + dh_rec.to(compute)).to(y.dtype)
+    if projected and w_hr_grad and T == 1:
+        d_w_hr = w_hr.new_zeros(w_hr.shape)
+    if projected:
+        # The last host GEMM gave first @ W_hh. dh holds what passed a row by without a step (a row of
+        # length 0): the gradient of an h_raw before the first step, which a projected state has not.
+        d_h0 = dh_r.clone()
+    else:
+        d_h0 = (dh + dh_rec.to(compute)).to(y.dtype)
     d_c0 = dc.to(y.dtype) if cell.has_cell_state else y.new_empty(0)
-    return dgx, d_w_hh, dhg.sum((0, 1)), d_h0, d_c0
+    return dgx, d_w_hh, dhg.sum((0, 1)), d_h0, d_c0, d_w_hr
 
 
 def _contiguous(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
