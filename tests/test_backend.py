@@ -4,11 +4,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import GATED_MODES
 from torch import nn
 
 import fusedrnn
 from fusedrnn import _backend
-from fusedrnn.cells import MODES
 
 
 def test_auto_on_cpu_is_torchs_own_code(monkeypatch):
@@ -92,7 +92,7 @@ def test_dispatch_table_is_what_the_committed_results_say(tmp_path):
     assert json.loads(rebuilt.read_text()) == json.loads(dispatch.TABLE.read_text())
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 @pytest.mark.parametrize("how", ["argument", "environment"])
 def test_fusedstep_backend_runs_the_gemm_in_the_kernel(monkeypatch, mode, how):
     monkeypatch.setenv("TRITON_INTERPRET", "1")

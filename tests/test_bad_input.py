@@ -3,10 +3,10 @@ and leaves the module usable."""
 
 import pytest
 import torch
+from helpers import GATED_MODES
 from torch import nn
 
 import fusedrnn
-from fusedrnn.cells import MODES
 
 
 def states(mode, *shape, dtype=torch.float32, device="cpu"):
@@ -27,7 +27,7 @@ RNN_MISTAKES = {
 }
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 @pytest.mark.parametrize("mistake", list(RNN_MISTAKES))
 def test_rnn_bad_input(mode, mistake):
     make, error, message = RNN_MISTAKES[mistake]
@@ -42,7 +42,7 @@ def test_rnn_bad_input(mode, mistake):
     assert bool(out.isfinite().all())
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 def test_rnn_device_mismatch(mode):
     fused = getattr(fusedrnn, mode)(5, 4, backend="triton")
     with pytest.raises(RuntimeError, match="not at the same device"):
@@ -62,7 +62,7 @@ CELL_MISTAKES = {
 }
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 @pytest.mark.parametrize("mistake", list(CELL_MISTAKES))
 def test_cell_bad_input(mode, mistake):
     make, error, message = CELL_MISTAKES[mistake]

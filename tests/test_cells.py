@@ -2,12 +2,12 @@
 
 import pytest
 import torch
-from helpers import assert_all_close, random_like_module
+from helpers import GATED_MODES, assert_all_close, random_like_module
 from torch import nn
 
 import fusedrnn
 from fusedrnn._backend import TRITON_BACKENDS
-from fusedrnn.cells import MODES, cell
+from fusedrnn.cells import cell
 
 
 def cell_pair(mode, dtype, input_size=5, hidden_size=37, bias=True, backend="triton"):
@@ -30,7 +30,7 @@ CASES += [(backend, dtype, dtype == torch.float64, dtype == torch.float64, dtype
           for backend in TRITON_BACKENDS if backend != "triton-persistent" for dtype in (torch.float64, torch.float16)]
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 @pytest.mark.parametrize("backend, dtype, batched, with_hx, bias", CASES)
 def test_cell_matches_reference_and_torch(backend, mode, dtype, batched, with_hx, bias):
     fused, twin = cell_pair(mode, dtype, bias=bias, backend=backend)
@@ -66,7 +66,7 @@ def test_cell_matches_reference_and_torch(backend, mode, dtype, batched, with_hx
         assert_all_close(list(grads), list(ref_grads), dtype, grad_names)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 def test_cell_gradcheck(mode):
     fused, _ = cell_pair(mode, torch.float64, 2, 3)
     x = torch.randn(2, 2, dtype=torch.float64, requires_grad=True)
@@ -79,7 +79,7 @@ def test_cell_gradcheck(mode):
     assert torch.autograd.gradcheck(f, (x, h, c))
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 def test_cell_stepped_over_a_sequence_matches_the_layer(mode):
     """Stepping the fused cell T times gives the fused layer's output (a decoder's use)."""
     fused_cell, _ = cell_pair(mode, torch.float64, 4, 6)

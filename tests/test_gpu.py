@@ -6,12 +6,11 @@ import os
 
 import pytest
 import torch
-from helpers import canonical, make_input
+from helpers import GATED_MODES, canonical, make_input
 from torch import nn
 
 import fusedrnn
 from fusedrnn._backend import TRITON_BACKENDS
-from fusedrnn.cells import MODES
 from fusedrnn.testing import compare, tolerance
 
 DRY = os.environ.get("GPU_CHECK_DRY") == "1" and not torch.cuda.is_available()
@@ -74,7 +73,7 @@ def assert_within_torch_error(names, got, theirs, expected, dtype):
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("backend, direct_launch, shape", layer_cases())
 def test_layer_against_cudnn(backend, mode, dtype, shape, direct_launch, monkeypatch):
@@ -116,7 +115,7 @@ def test_layer_against_cudnn(backend, mode, dtype, shape, direct_launch, monkeyp
 
 
 @pytest.mark.parametrize("backend", TRITON_BACKENDS)
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 @pytest.mark.parametrize("dtype", DTYPES[:2], ids=str)
 def test_cell_against_torch(backend, mode, dtype):
     torch.manual_seed(0)
@@ -168,7 +167,7 @@ def test_autotuner_measures_on_this_card(monkeypatch, tmp_path, kind):
 
 
 @pytest.mark.parametrize("backend", TRITON_BACKENDS)
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 def test_float64_on_the_gpu(backend, mode):
     """float64 runs each strategy's float64 GEMM (in the kernel for fusedstep and persistent; auto never
     picks those for float64 until this passes on a GPU): against torch.nn in float64."""

@@ -2,12 +2,11 @@
 
 import pytest
 import torch
-from helpers import assert_all_close, canonical, make_input, random_like_module, reference_forward
+from helpers import GATED_MODES, assert_all_close, canonical, make_input, random_like_module, reference_forward
 from torch import nn
 
 import fusedrnn
 from fusedrnn._backend import TRITON_BACKENDS
-from fusedrnn.cells import MODES
 from fusedrnn.testing import assert_close
 
 CONFIGS = {
@@ -67,14 +66,14 @@ def state_leaves(hx):
     return [] if hx is None else list(hx) if isinstance(hx, tuple) else [hx]
 
 
-# The layer/direction/packing plumbing is the same for every strategy, whose kernels test_recurrence.py
-# checks in full: every configuration for the persistent strategy, the hardest one for the others.
-CASES = [("triton-persistent", dtype, config) for dtype in (torch.float32, torch.float64) for config in CONFIGS]
-CASES += [(backend, torch.float64, "packed_unsorted_bidirectional_two_layers")
-          for backend in TRITON_BACKENDS if backend != "triton-persistent"]
+# The layer/direction/packing plumbing is the same for every strategy and dtype, whose kernels
+# test_recurrence.py checks in full: every configuration for the persistent strategy in float32, the
+# hardest one in float64 for every strategy.
+CASES = [("triton-persistent", torch.float32, config) for config in CONFIGS]
+CASES += [(backend, torch.float64, "packed_unsorted_bidirectional_two_layers") for backend in TRITON_BACKENDS]
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 @pytest.mark.parametrize("backend, dtype, config", CASES)
 def test_module_matches_reference_and_torch(backend, mode, dtype, config):
     c = dict(CONFIGS[config])
@@ -109,7 +108,7 @@ def test_module_matches_reference_and_torch(backend, mode, dtype, config):
         assert_all_close(list(grads), list(ref_grads), dtype, grad_names)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 def test_float16(mode):
     fused, twin = build(mode, torch.float16, 5, 37, bidirectional=True)
     x64, hx64 = draw_inputs(mode, fused, 7, 3, torch.float16, False, False, True)
@@ -122,7 +121,7 @@ def test_float16(mode):
     assert x.grad is not None and x.grad.dtype == torch.float16 and bool(x.grad.isfinite().all())
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 def test_inter_layer_dropout_matches_reference_with_same_seed(mode):
     fused, twin = build(mode, torch.float64, 4, 5, num_layers=3, bidirectional=True)
     fused.dropout = twin.dropout = 0.5
@@ -138,7 +137,7 @@ def test_inter_layer_dropout_matches_reference_with_same_seed(mode):
     assert not torch.allclose(out_eval[0], out[0])
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 def test_module_gradcheck_packed_bidirectional(mode):
     fused, _ = build(mode, torch.float64, 2, 3, num_layers=2, bidirectional=True)
     x = torch.randn(4, 3, 2, dtype=torch.float64, requires_grad=True)
@@ -153,7 +152,7 @@ def test_module_gradcheck_packed_bidirectional(mode):
     assert torch.autograd.gradcheck(f, (x, h0, c0), fast_mode=True)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 def test_drop_in_surface(mode):
     fused = getattr(fusedrnn, mode)(3, 4, num_layers=2, bidirectional=True)
     torch_module = getattr(nn, mode)(3, 4, num_layers=2, bidirectional=True)
@@ -173,14 +172,14 @@ def test_drop_in_surface(mode):
     assert not torch.equal(before, fused.weight_hh_l0)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 def test_empty_batch(mode):
     fused = getattr(fusedrnn, mode)(3, 4, backend="triton")
     out, _ = fused(torch.randn(5, 0, 3))
     assert out.shape == (5, 0, 4)
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 def test_nan_in_nan_out(mode):
     fused = getattr(fusedrnn, mode)(3, 4, backend="triton")
     x = torch.randn(5, 2, 3)

@@ -12,10 +12,10 @@ import pytest
 import torch
 import triton
 import triton.language as tl
+from helpers import GATED_MODES
 from torch import nn
 
 import fusedrnn
-from fusedrnn.cells import MODES
 from fusedrnn.strategies import persistent, tiles
 from fusedrnn.strategies.kernels import grid_barrier
 from fusedrnn.testing import assert_close
@@ -93,7 +93,7 @@ def spin_limit(monkeypatch):
 
 @pytest.mark.gpu
 @gpu_or_dry
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.usefixtures("spin_limit")
 def test_reruns_are_bitwise_identical(mode, dtype):
@@ -107,7 +107,7 @@ def test_reruns_are_bitwise_identical(mode, dtype):
 @pytest.mark.gpu
 @gpu_only
 @pytest.mark.parametrize("tile", [(16, 16), (16, 32), (64, 32)], ids=lambda t: f"{t[0]}x{t[1]}")
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", GATED_MODES)
 def test_program_counts_agree_with_float64(monkeypatch, spin_limit, mode, tile):
     """128, 64 and 16 programs at B=64, H=512 (T=1024): the same numbers as float64, within bf16 tolerance
     of cuDNN's own error."""

@@ -25,6 +25,7 @@ from fusedrnn.cells.common import (
     tile,
 )
 
+
 def _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, activation):
     (h,) = states
     pre = x @ w_ih.t() + h @ w_hh.t()

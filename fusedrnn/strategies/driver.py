@@ -175,15 +175,16 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
             torch.mm(step_grad(k), w_hh, out=dh_rec)
 
     args = dict(
-        acts_ptr=acts if acts.numel() else y, y_ptr=y, h0_ptr=h0, c0_ptr=c0, dy_ptr=dy, dh_rec_ptr=dh_rec, w_hh_ptr=w_hh, dh_ptr=dh,
-        dc_ptr=dc, dgx_ptr=dgx, dhg_ptr=dhg, dstep_ptr=dsteps,
+        acts_ptr=acts if acts.numel() else y, y_ptr=y, h0_ptr=h0, c0_ptr=c0, dy_ptr=dy, dh_rec_ptr=dh_rec,
+        w_hh_ptr=w_hh, dh_ptr=dh, dc_ptr=dc, dgx_ptr=dgx, dhg_ptr=dhg, dstep_ptr=dsteps,
         dstep_flip=B * GH if write_step and strategy.gemm_in_kernel else 0,
         lengths_ptr=lengths if lengths is not None else y, sync_ptr=_sync_buffer(strategy, y.device),
         T=T, B=B, H=H,
     )
     flags = dict(
         CELL_STEP=cell.backward_step, CELL_VARIANT=cell.variant, GATES=cell.gates, HAS_INIT=has_init,
-        HAS_LENGTHS=lengths is not None, REVERSE=reverse, WRITE_STEP=write_step, GEMM_IN_KERNEL=strategy.gemm_in_kernel, COMPUTE=tl_compute,
+        HAS_LENGTHS=lengths is not None, REVERSE=reverse, WRITE_STEP=write_step,
+        GEMM_IN_KERNEL=strategy.gemm_in_kernel, COMPUTE=tl_compute,
         **_gemm_flags(y.dtype, allow_tf32),
     )
     if B:

@@ -52,10 +52,10 @@ def tile_count(B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
 def forward_kernel(
     gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_ptr, h_flip, c_ptr, y_ptr, acts_ptr, lengths_ptr, sync_ptr,
     k_begin, k_end, T, B, H,
-    CELL_STEP: tl.constexpr, CELL_VARIANT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr,
-    GEMM_IN_KERNEL: tl.constexpr, HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
-    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    SYNC: tl.constexpr, SPIN_LIMIT: tl.constexpr,
+    CELL_STEP: tl.constexpr, CELL_VARIANT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr,
+    STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr, HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, SYNC: tl.constexpr, SPIN_LIMIT: tl.constexpr,
 ):
     """Forward steps k_begin..k_end-1. h_ptr: the state buffers, h_flip elements apart; step k reads
     buffer k % 2 and writes the other."""
@@ -79,10 +79,10 @@ def forward_kernel(
 def backward_kernel(
     acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, w_hh_ptr, dh_ptr, dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr,
     dstep_flip, lengths_ptr, sync_ptr, k_begin, k_end, T, B, H,
-    CELL_STEP: tl.constexpr, CELL_VARIANT: tl.constexpr, GATES: tl.constexpr, HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr,
-    REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr, COMPUTE: tl.constexpr,
-    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    UPCAST: tl.constexpr, SYNC: tl.constexpr, SPIN_LIMIT: tl.constexpr,
+    CELL_STEP: tl.constexpr, CELL_VARIANT: tl.constexpr, GATES: tl.constexpr, HAS_INIT: tl.constexpr,
+    HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
+    COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, SYNC: tl.constexpr, SPIN_LIMIT: tl.constexpr,
 ):
     """Backward steps for processing indices k_begin..k_end-1 (step T-1-k). The later step's gate
     gradients, which the recurrent GEMM in the kernel reads: the step buffer written at k-1 (WRITE_STEP,
