@@ -124,3 +124,12 @@ def test_convert_swaps_rnn_and_rnncell_keeping_weights():
     fusedrnn.convert(model, backend="triton")
     assert type(model[0]) is fusedrnn.RNN and model[0].mode == "RNN_RELU" and model[0].weight_hh_l0 is weight
     assert type(model[1][0]) is fusedrnn.RNNCell and model[1][0].nonlinearity == "tanh"
+
+
+def test_auto_runs_torch_for_a_cell_no_gpu_run_has_checked():
+    from fusedrnn.strategies import dispatch
+
+    for gpu in ("NVIDIA H200", "Some Future GPU"):
+        for mode in MODES:
+            assert dispatch.lookup(gpu, "sequence", mode, torch.float32, 64, 512) == "torch"
+    assert dispatch.lookup("Some Future GPU", "sequence", "LSTM", torch.float32, 64, 512) != "torch"

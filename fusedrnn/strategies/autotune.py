@@ -10,6 +10,7 @@ synchronises with the GPU, once per bucket; while a CUDA graph is being captured
 the committed table (dispatch.py) decides instead.
 """
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -72,11 +73,14 @@ def choice(gpu: str, kind: str, mode: str, dtype: torch.dtype, batch: int, hidde
 
 def measure(kind: str, mode: str, dtype: torch.dtype, batch: int, hidden: int) -> str:
     """The fastest correct candidate for this shape on the current GPU."""
-    import fusedrnn
+    from fusedrnn.cells import REGISTRY
+    from fusedrnn.nn import FUSED_CELLS, FUSED_LAYERS
     from fusedrnn.testing import compare
 
-    torch_class = getattr(torch.nn, mode if kind == "sequence" else mode + "Cell")
-    fused_class = getattr(fusedrnn, mode if kind == "sequence" else mode + "Cell")
+    entry = REGISTRY[mode]
+    sequence = kind == "sequence"
+    torch_class = functools.partial(entry.layer if sequence else entry.cell, **entry.options)
+    fused_class = functools.partial((FUSED_LAYERS if sequence else FUSED_CELLS)[mode], **entry.options)
     generator = torch.Generator(device="cuda").manual_seed(0)
     shape = (STEPS, batch, hidden) if kind == "sequence" else (batch, hidden)
     x = torch.randn(shape, device="cuda", generator=generator)
