@@ -81,5 +81,26 @@ def test_convert_sets_backend_of_already_fused_modules():
     model = nn.Sequential(fusedrnn.GRU(3, 4, backend="torch"))
     fusedrnn.convert(model, backend="triton")
     assert model[0].backend == "triton"
-    nn_rnn = nn.RNN(3, 4)
-    assert fusedrnn.convert(nn_rnn) is nn_rnn  # plain RNNs have no fused twin
+    nn_rnn = nn.RNN(3, 4, nonlinearity="relu")
+    fused = fusedrnn.convert(nn_rnn, backend="triton")  # the Elman RNN has its fused twin too
+    assert type(fused) is fusedrnn.RNN and fused.mode == "RNN_RELU" and fused.weight_hh_l0 is nn_rnn.weight_hh_l0
+
+
+def test_verbose_says_what_was_swapped_and_what_was_left_alone_and_why(capsys):
+    class CustomGRU(nn.GRU):
+        pass
+
+    model = nn.Sequential(nn.Linear(2, 3), nn.LSTM(3, 4), CustomGRU(4, 4), fusedrnn.RNNCell(4, 4))
+    fusedrnn.convert(model, verbose=True)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "swapped 1: torch.nn.modules.rnn.LSTM -> fusedrnn.LSTM",
+        "left 2 alone: CustomGRU subclasses nn.GRU and may override forward; pass subclasses=True to replace it by "
+        "the plain fused class",
+        "kept 3: already fused (RNNCell)",
+    ]
+    assert type(model[1]) is fusedrnn.LSTM and type(model[2]) is CustomGRU
+    fusedrnn.convert(nn.Linear(2, 2), verbose=True)
+    assert capsys.readouterr().out == "fusedrnn.convert: no RNN module found\n"
+    fusedrnn.convert(model, verbose=False)
+    assert capsys.readouterr().out == ""

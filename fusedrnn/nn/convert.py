@@ -32,19 +32,43 @@ def _swap(module: nn.Module, fused_class, backend: str | None) -> nn.Module:
     return fused
 
 
-def convert(module: nn.Module, backend: str | None = None, subclasses: bool = False) -> nn.Module:
-    """Replace every `nn.LSTM`, `nn.GRU`, `nn.LSTMCell` and `nn.GRUCell` in `module` (itself included,
+def _report(module: nn.Module, subclasses: bool, path: str = "") -> list[str]:
+    """One line per RNN module in `module` (itself included): what convert swaps, and what it leaves alone
+    and why."""
+    name = path or "(the model itself)"
+    if type(module) in FUSED.values():
+        return [f"kept {name}: already fused ({type(module).__name__})"]
+    fused_class = _fused_class(module, subclasses)
+    if fused_class is not None:
+        return [f"swapped {name}: {type(module).__module__}.{type(module).__name__} -> fusedrnn.{fused_class.__name__}"]
+    torch_parent = next((c for c in FUSED if isinstance(module, c)), None)
+    if torch_parent is not None:
+        return [f"left {name} alone: {type(module).__name__} subclasses nn.{torch_parent.__name__} and may override "
+                "forward; pass subclasses=True to replace it by the plain fused class"]
+    lines = []
+    for child_name, child in module.named_children():
+        lines += _report(child, subclasses, f"{path}.{child_name}" if path else child_name)
+    return lines
+
+
+def convert(module: nn.Module, backend: str | None = None, subclasses: bool = False,
+            verbose: bool = False) -> nn.Module:
+    """Replace every `nn.LSTM`, `nn.GRU`, `nn.RNN` and their cells in `module` (itself included,
     at any depth: Sequential, ModuleList, ModuleDict, attributes) by its fused twin, in place.
 
     Weights (the same Parameter objects), device, dtype, training mode and requires_grad are kept, so
     the state dict still loads into the original model. Subclasses of the torch classes may override
     forward and are left alone unless `subclasses=True` (which replaces them by the plain fused class).
-    `backend` sets the fused modules' backend (None: FUSEDRNN_BACKEND or "auto"). Returns the module,
+    `backend` sets the fused modules' backend (None: FUSEDRNN_BACKEND or "auto"). `verbose=True` prints
+    one line per RNN module found: swapped, already fused, or left alone and why. Returns the module,
     which is a new object only when `module` itself is an RNN.
 
-        >>> model = fusedrnn.convert(model)
+        >>> model = fusedrnn.convert(model, verbose=True)
+        swapped encoder: torch.nn.modules.rnn.LSTM -> fusedrnn.LSTM
     """
     check_backend(backend)
+    if verbose:
+        print("\n".join(_report(module, subclasses) or ["fusedrnn.convert: no RNN module found"]))
     fused_class = _fused_class(module, subclasses)
     if fused_class is not None:
         return _swap(module, fused_class, backend)
