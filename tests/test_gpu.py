@@ -73,19 +73,38 @@ def assert_within_torch_error(names, got, theirs, expected, dtype):
     assert not failures, "\n".join(failures)
 
 
+def elman_cases():
+    """The Elman cell (new, checked on a GPU by nothing else yet): every strategy at two shapes."""
+    shapes = (SHAPES[0], SHAPES[3] if not DRY else SHAPES[1])
+    return [pytest.param(mode, backend, False, shape, id=f"{mode}-{backend}-{shape_id(shape)}")
+            for mode in ("RNN_TANH", "RNN_RELU") for backend in TRITON_BACKENDS for shape in shapes]
+
+
 @pytest.mark.parametrize("mode", GATED_MODES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("backend, direct_launch, shape", layer_cases())
 def test_layer_against_cudnn(backend, mode, dtype, shape, direct_launch, monkeypatch):
     """Every strategy, launched through Triton's JIT and directly (StepLauncher), against float64 and cuDNN."""
+    check_layer_against_cudnn(backend, mode, dtype, shape, direct_launch, monkeypatch)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("mode, backend, direct_launch, shape", elman_cases())
+def test_elman_layer_against_cudnn(backend, mode, dtype, shape, direct_launch, monkeypatch):
+    check_layer_against_cudnn(backend, mode, dtype, shape, direct_launch, monkeypatch)
+
+
+def check_layer_against_cudnn(backend, mode, dtype, shape, direct_launch, monkeypatch):
+    from fusedrnn.cells import REGISTRY
     from fusedrnn.strategies import launch
 
     monkeypatch.setattr(launch, "DIRECT_LAUNCH", direct_launch)
     B, H, T, extra, packed = shape
     torch.manual_seed(B * H + T)
-    reference = getattr(nn, mode)(H, H, device=DEVICE, dtype=torch.float64, **extra)
-    cudnn = getattr(nn, mode)(H, H, device=DEVICE, dtype=dtype, **extra)
-    fused = getattr(fusedrnn, mode)(H, H, backend=backend, device=DEVICE, dtype=dtype, **extra)
+    extra = {**extra, **REGISTRY[mode].options}
+    reference = REGISTRY[mode].layer(H, H, device=DEVICE, dtype=torch.float64, **extra)
+    cudnn = REGISTRY[mode].layer(H, H, device=DEVICE, dtype=dtype, **extra)
+    fused = fusedrnn.nn.FUSED_LAYERS[mode](H, H, backend=backend, device=DEVICE, dtype=dtype, **extra)
     cudnn.load_state_dict(reference.state_dict())
     fused.load_state_dict(reference.state_dict())
     directions = 2 if reference.bidirectional else 1
