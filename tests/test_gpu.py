@@ -74,8 +74,9 @@ def assert_within_torch_error(names, got, theirs, expected, dtype):
 
 
 def elman_cases():
-    """The Elman cell (new, checked on a GPU by nothing else yet): every strategy at two shapes."""
-    shapes = (SHAPES[0], SHAPES[3] if not DRY else SHAPES[1])
+    """The Elman cell (new, checked on a GPU by nothing else yet): every strategy on the packed, bidirectional
+    two-layer shape (small, to stay inside gpu-check's time for this step)."""
+    shapes = (SHAPES[1] if DRY else SHAPES[3],)
     return [pytest.param(mode, backend, False, shape, id=f"{mode}-{backend}-{shape_id(shape)}")
             for mode in ("RNN_TANH", "RNN_RELU") for backend in TRITON_BACKENDS for shape in shapes]
 
