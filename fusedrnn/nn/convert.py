@@ -5,6 +5,7 @@ from torch import nn
 from fusedrnn._backend import check_backend
 from fusedrnn.cells import REGISTRY
 from fusedrnn.nn.cell import FUSED_CELLS
+from fusedrnn.nn.regularizers import check_probability
 from fusedrnn.nn.rnn import FUSED_LAYERS
 from fusedrnn.nn.twin import twin
 
@@ -25,10 +26,12 @@ def _fused_class(module: nn.Module, subclasses: bool):
     return None
 
 
-def _swap(module: nn.Module, fused_class, backend: str | None) -> nn.Module:
+def _swap(module: nn.Module, fused_class, backend: str | None, weight_drop: float | None) -> nn.Module:
     """The fused twin of `module` (see fusedrnn.nn.twin)."""
     fused = twin(module, fused_class)
     fused.backend = backend if backend is not None else getattr(module, "backend", None)
+    if weight_drop is not None and isinstance(fused, nn.RNNBase):
+        fused.weight_drop = weight_drop
     return fused
 
 
@@ -52,14 +55,15 @@ def _report(module: nn.Module, subclasses: bool, path: str = "") -> list[str]:
 
 
 def convert(module: nn.Module, backend: str | None = None, subclasses: bool = False,
-            verbose: bool = False) -> nn.Module:
+            verbose: bool = False, weight_drop: float | None = None) -> nn.Module:
     """Replace every `nn.LSTM`, `nn.GRU`, `nn.RNN` and their cells in `module` (itself included,
     at any depth: Sequential, ModuleList, ModuleDict, attributes) by its fused twin, in place.
 
     Weights (the same Parameter objects), device, dtype, training mode and requires_grad are kept, so
     the state dict still loads into the original model. Subclasses of the torch classes may override
     forward and are left alone unless `subclasses=True` (which replaces them by the plain fused class).
-    `backend` sets the fused modules' backend (None: FUSEDRNN_BACKEND or "auto"). `verbose=True` prints
+    `backend` sets the fused modules' backend (None: FUSEDRNN_BACKEND or "auto"); `weight_drop` the layers'
+    DropConnect on W_hh (None: as the module had it, else off; fusedrnn/nn/regularizers.py). `verbose=True` prints
     one line per RNN module found: swapped, already fused, or left alone and why. Returns the module,
     which is a new object only when `module` itself is an RNN.
 
@@ -67,13 +71,15 @@ def convert(module: nn.Module, backend: str | None = None, subclasses: bool = Fa
         swapped encoder: torch.nn.modules.rnn.LSTM -> fusedrnn.LSTM
     """
     check_backend(backend)
+    if weight_drop is not None:
+        check_probability("weight_drop", weight_drop)
     if verbose:
         print("\n".join(_report(module, subclasses) or ["fusedrnn.convert: no RNN module found"]))
     fused_class = _fused_class(module, subclasses)
     if fused_class is not None:
-        return _swap(module, fused_class, backend)
+        return _swap(module, fused_class, backend, weight_drop)
     for name, child in module.named_children():
-        converted = convert(child, backend, subclasses)
+        converted = convert(child, backend, subclasses, weight_drop=weight_drop)
         if converted is not child:
             setattr(module, name, converted)
     return module

@@ -14,11 +14,13 @@ from torch.nn.utils.rnn import PackedSequence
 
 from fusedrnn._backend import default_backend, resolve
 from fusedrnn.nn.backend_option import BackendOption
+from fusedrnn.nn.regularizers import Regularizers
 from fusedrnn.nn.stack import fused_rnn_forward
 
 
-class FusedRNNMixin(BackendOption):
-    """Routes forward to the fused kernels or to torch's own forward, by backend and device."""
+class FusedRNNMixin(Regularizers, BackendOption):
+    """Routes forward to the fused kernels or to torch's own forward, by backend and device; takes the
+    regularisers' options (fusedrnn/nn/regularizers.py)."""
 
     backend: str | None
 
@@ -30,11 +32,11 @@ class FusedRNNMixin(BackendOption):
             batch = input.size(0 if self.batch_first else 1) if input.dim() == 3 else 1
         if self.proj_size and (self.backend or default_backend()) == "auto":
             # auto's table and autotuner measured no projected LSTM: torch's implementation (cuDNN) runs.
-            return super().forward(input, hx)
+            return self.torch_forward(super().forward, input, hx)
         implementation = resolve(self.backend, data, self.mode, "sequence", batch, self.hidden_size)
         if implementation != "torch":
             return fused_rnn_forward(self, input, hx, implementation)
-        return super().forward(input, hx)
+        return self.torch_forward(super().forward, input, hx)
 
 
 class LSTM(FusedRNNMixin, nn.LSTM):
@@ -44,7 +46,8 @@ class LSTM(FusedRNNMixin, nn.LSTM):
     measured fastest for this GPU, cell, dtype and size, see fusedrnn/strategies/dispatch.py; torch on the
     CPU), a Triton strategy ("triton-persistent": one launch for all steps; "triton-fusedstep": the
     recurrent GEMM inside each step's kernel; "triton": a cuBLAS GEMM and a fused kernel per step) or
-    "torch"; None (default) reads the environment variable FUSEDRNN_BACKEND, else "auto".
+    "torch"; None (default) reads the environment variable FUSEDRNN_BACKEND, else "auto". Regularisers cuDNN
+    has not, off by default: `weight_drop` (DropConnect on W_hh in training; fusedrnn/nn/regularizers.py).
 
     proj_size > 0 (h_t = W_hr (o * tanh(c_t))) runs fused in every Triton strategy, each then as the
     stepwise one (cuBLAS GEMMs for the recurrent product and the projection around the fused step kernel);

@@ -112,7 +112,7 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
             gx = input_projection(layer_input, getattr(rnn, f"weight_ih_{suffix}"), b_ih, rnn.mode, "sequence")
             index = layer * directions + d
             initial = tuple(s[index] for s in states) if states is not None else (None,) * n_states
-            w_hh = getattr(rnn, f"weight_hh_{suffix}")
+            w_hh = rnn.recurrent_weight(getattr(rnn, f"weight_hh_{suffix}"))  # weight_drop's mask in training
             w_hr = getattr(rnn, f"weight_hr_{suffix}") if getattr(rnn, "proj_size", 0) else None
             if w_hr is not None and x.device.type == "cpu":
                 # On the CPU nn.LSTM with projections runs torch's default implementation, not oneDNN's layer:
