@@ -53,6 +53,14 @@ RUNS = {
         "validate",
         "val/loss",
     ),
+    "charlm-awd": (  # the 3x768 network with DropConnect on W_hh (weight_drop) instead of part of its dropout
+        "charlm",
+        "configs/charlm.yaml",
+        ["--config", "configs/charlm_awd.yaml",
+         "--data.path", str(DATA / "tinyshakespeare" / "input.txt"), "--data.download", "false"],
+        "validate",
+        "val/loss",
+    ),
     "ner": (
         "ner",
         "configs/ner.yaml",

@@ -302,6 +302,14 @@ def test_committed_config_parses(capsys):
     assert "WandbLogger" in printed and "ModelCheckpoint" in printed and "gradient_clip_val: 1.0" in printed
 
 
+def test_awd_config_reaches_the_fused_layer(capsys):
+    awd = CONFIG.with_name("charlm_awd.yaml")
+    assert charlm_cli.main(["fit", "--config", str(CONFIG), "--config", str(awd), "--print_config"]) == 0
+    assert "weight_drop: 0.3" in capsys.readouterr().out
+    model = CharLM(vocab="abc", hidden_size=8, embedding_dim=4, num_layers=2, weight_drop=0.3)
+    assert model.net.rnn.weight_drop == 0.3 and CharLM(vocab="abc").net.rnn.weight_drop == 0.0
+
+
 # ---- real data -----------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ class CharLMNet(nn.Module):
 
     def __init__(
         self, vocab_size: int, cell: str, embedding_dim: int, hidden_size: int, num_layers: int, dropout: float,
-        tie_weights: bool, backend: Backend,
+        tie_weights: bool, backend: Backend, weight_drop: float = 0.0,
     ):
         super().__init__()
         if cell not in ("lstm", "gru"):
@@ -35,6 +35,7 @@ class CharLMNet(nn.Module):
             batch_first=True,
             dropout=dropout if num_layers > 1 else 0.0,
             backend=backend,
+            weight_drop=weight_drop,
         )
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, vocab_size)
