@@ -82,16 +82,16 @@ def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, prog
     sizes = dict(T=512, B=B, H=H, k_begin=0, k_end=512)
     gemm = strategy != "triton"
     forward = dict(gx_ptr=code, hg_ptr=code, w_hh_ptr=code, b_hh_ptr=code, h_ptr=code, h_flip=B * H, c_ptr="fp32",
-                   y_ptr=code, acts_ptr=code, lengths_ptr="i32", sync_ptr="i32", **sizes)
+                   y_ptr=code, acts_ptr=code, lengths_ptr="i32", rmask_ptr="fp32", sync_ptr="i32", **sizes)
     yield "forward", kernels.forward_kernel, forward, dict(
         CELL_STEP=the_cell.forward_step, CELL_VARIANT=the_cell.variant, HAS_LENGTHS=False, REVERSE=False,
-        STORE_ACTS=True, GEMM_IN_KERNEL=gemm, HAS_BIAS=True, **common), t
+        STORE_ACTS=True, GEMM_IN_KERNEL=gemm, HAS_BIAS=True, RECURRENT_MASK=False, **common), t
     backward = dict(acts_ptr=code, y_ptr=code, h0_ptr=code, c0_ptr=code, dy_ptr=code, dh_rec_ptr=code, w_hh_ptr=code,
                     dh_ptr="fp32", dc_ptr="fp32", dgx_ptr=code, dhg_ptr=code, dstep_ptr=code, dstep_flip=0,
-                    lengths_ptr="i32", sync_ptr="i32", **sizes)
+                    lengths_ptr="i32", rmask_ptr="fp32", sync_ptr="i32", **sizes)
     yield "backward", kernels.backward_kernel, backward, dict(
         CELL_STEP=the_cell.backward_step, CELL_VARIANT=the_cell.variant, GATES=the_cell.gates, HAS_INIT=True,
-        HAS_LENGTHS=False, REVERSE=False, WRITE_STEP=False, GEMM_IN_KERNEL=gemm, **common), t
+        HAS_LENGTHS=False, REVERSE=False, WRITE_STEP=False, GEMM_IN_KERNEL=gemm, RECURRENT_MASK=False, **common), t
 
 
 def main(argv=None) -> int:

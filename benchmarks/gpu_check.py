@@ -7,7 +7,9 @@ what we know least, so that a run cut short by its time limit still brings back 
      fallback, CUDA-graph capture), every grid barrier bounded (FUSEDRNN_SPIN_LIMIT) so none can hang;
   3. the benchmark suite's gpu-check grid (speed, memory, gradient error vs cuDNN);
   4. the GPU tests of every strategy (`pytest -m gpu tests/test_gpu.py`) against float64 and cuDNN;
-  5. the barrier's cost, a profile of one forward+backward per strategy and a sweep of the persistent
+  5. what the regularisers cost (benchmarks/regularizers.py: weight_drop, recurrent_dropout vs the plain fused
+     layer, cuDNN, and the loop a user would write);
+  6. the barrier's cost, a profile of one forward+backward per strategy and a sweep of the persistent
      strategy's tiles (benchmarks/profile_steps.py), for the notes.
 Everything printed is also written to benchmarks/results/<GPU>_<date>_gpu-check.log beside the suite's
 CSV, markdown and plots, and copied to $OUT (the device tool's return folder) after every step. Once the
@@ -33,8 +35,9 @@ DRY = os.environ.get("GPU_CHECK_DRY") == "1"
 # Sized to end within ~9.5 minutes in all (the device tool's lease is 15 minutes, starts and a rerun included).
 PERSISTENT_TIMEOUT_S = 100
 BENCH_TIMEOUT_S = 220
-TEST_TIMEOUT_S = 150
-PROFILE_TIMEOUT_S = 90
+TEST_TIMEOUT_S = 160
+PROFILE_TIMEOUT_S = 60
+REGULARIZERS_TIMEOUT_S = 40
 SPIN_LIMIT = str(1 << 24)  # polls per barrier wait before it gives up (~seconds): a hang becomes an error
 
 
@@ -111,7 +114,9 @@ def main() -> int:
         BENCH_TIMEOUT_S, bounded_barriers=not persistent_ok,
     )
     tests_ok = step("GPU tests, every strategy", [*pytest, "tests/test_gpu.py"], TEST_TIMEOUT_S)
-    # Informational: barrier cost, where one forward+backward spends its time, tile sweep.
+    # Informational: the regularisers' overhead; barrier cost, where one forward+backward spends its time, tiles.
+    step("Regularisers' overhead", [sys.executable, "benchmarks/regularizers.py"], REGULARIZERS_TIMEOUT_S,
+         bounded_barriers=not persistent_ok)
     profile_ok = step("Profile", [sys.executable, "benchmarks/profile_steps.py", "--sweep"], PROFILE_TIMEOUT_S,
                       bounded_barriers=not persistent_ok)
     verdict = {True: "passed", False: "FAILED"}

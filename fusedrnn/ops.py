@@ -28,16 +28,20 @@ NO_DOUBLE_BACKWARD = (
 @torch.library.custom_op("fusedrnn::recurrence", mutates_args=())
 def recurrence_op(mode: str, strategy: str, gx: Tensor, w_hh: Tensor, b_hh: Tensor | None, h0: Tensor | None,
                   c0: Tensor | None, lengths: Tensor | None, reverse: bool, store_acts: bool,
-                  allow_tf32: bool, w_hr: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                  allow_tf32: bool, w_hr: Tensor | None = None,
+                  recurrent_mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(y, h_n, c_n, acts); c_n is empty for a cell without a cell state, acts unless store_acts. With w_hr
-    (P, H), y and h_n are unprojected (width H) while w_hh is (4H, P) and h0 (B, P)."""
+    (P, H), y and h_n are unprojected (width H) while w_hh is (4H, P) and h0 (B, P). With recurrent_mask
+    (B, H), each step's recurrent product reads h_{t-1} * recurrent_mask."""
     from fusedrnn.strategies import driver
 
-    return driver.forward(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32, w_hr)
+    return driver.forward(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32, w_hr,
+                          recurrent_mask)
 
 
 @recurrence_op.register_fake
-def _(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32, w_hr=None):
+def _(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32, w_hr=None,
+      recurrent_mask=None):
     spec = cell(mode)
     T, B, _ = gx.shape
     H = w_hh.shape[0] // spec.gates
@@ -50,18 +54,19 @@ def _(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allo
 def recurrence_backward_op(mode: str, strategy: str, dy: Tensor, dh: Tensor, dc: Tensor, acts: Tensor, y: Tensor,
                            w_hh: Tensor, h0: Tensor | None, c0: Tensor | None, lengths: Tensor | None, reverse: bool,
                            allow_tf32: bool, w_hh_grad: bool, w_hr: Tensor | None = None,
-                           w_hr_grad: bool = False) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+                           w_hr_grad: bool = False, recurrent_mask: Tensor | None = None,
+                           ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(dgx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr); d_c0 is empty for a cell without a cell state, d_w_hh unless
     w_hh_grad, d_w_hr unless w_hr is given and w_hr_grad (the recurrence's share of W_hr's gradient)."""
     from fusedrnn.strategies import driver
 
     return driver.backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32, w_hh_grad,
-                           w_hr, w_hr_grad)
+                           w_hr, w_hr_grad, recurrent_mask)
 
 
 @recurrence_backward_op.register_fake
 def _(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32, w_hh_grad, w_hr=None,
-      w_hr_grad=False):
+      w_hr_grad=False, recurrent_mask=None):
     T, B, H = y.shape
     d_w_hh = y.new_empty(w_hh.shape) if w_hh_grad else y.new_empty(0)
     d_c0 = y.new_empty(B, H) if cell(mode).has_cell_state else y.new_empty(0)
@@ -71,29 +76,30 @@ def _(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    mode, strategy, _, w_hh, b_hh, h0, c0, lengths, reverse, _, allow_tf32, w_hr = (*inputs, None)[:12]
+    mode, strategy, _, w_hh, b_hh, h0, c0, lengths, reverse, _, allow_tf32, w_hr, recurrent_mask = (
+        *inputs, None, None)[:13]
     y, _, _, acts = output
-    ctx.save_for_backward(acts, y, w_hh, h0, c0, lengths, w_hr)
+    ctx.save_for_backward(acts, y, w_hh, h0, c0, lengths, w_hr, recurrent_mask)
     ctx.options = mode, strategy, reverse, allow_tf32
     ctx.mark_non_differentiable(acts)
     ctx.set_materialize_grads(False)  # a zero gradient for acts would cost as much memory as acts
 
 
 def _backward(ctx, dy, dh, dc, _):
-    acts, y, w_hh, h0, c0, lengths, w_hr = ctx.saved_tensors
+    acts, y, w_hh, h0, c0, lengths, w_hr, recurrent_mask = ctx.saved_tensors
     dy = dy if dy is not None else torch.zeros_like(y)
     dh = dh if dh is not None else y.new_zeros(y.shape[1:])
     dc = dc if dc is not None else torch.zeros_like(dh)  # read only for a cell state, which is (B, H)
     mode, strategy, reverse, allow_tf32 = ctx.options
-    # By argument: mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, ..., w_hr. A call may leave out w_hr (its
-    # default), and then AOT's autograd asks for the arguments given only.
+    # By argument: mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, ..., w_hr, recurrent_mask. A call may
+    # leave out the last ones (their defaults), and then AOT's autograd asks for the arguments given only.
     given = len(ctx.needs_input_grad)
-    needs = (*ctx.needs_input_grad, False)[:12]
+    needs = (*ctx.needs_input_grad, False, False)[:13]
     grads = _recurrence_backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32,
-                                 needs[3], w_hr, needs[11])
+                                 needs[3], w_hr, needs[11], recurrent_mask)
     d_gx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr = (
         g if needed else None for g, needed in zip(grads, (*needs[2:7], needs[11])))
-    return (None, None, d_gx, d_w_hh, d_b_hh, d_h0, d_c0, None, None, None, None, d_w_hr)[:given]
+    return (None, None, d_gx, d_w_hh, d_b_hh, d_h0, d_c0, None, None, None, None, d_w_hr, None)[:given]
 
 
 def _save_nothing(ctx, inputs, output) -> None:
@@ -136,6 +142,7 @@ def recurrence(
     strategy: str = "triton",
     allow_tf32: bool = False,
     w_hr: Tensor | None = None,
+    recurrent_mask: Tensor | None = None,
 ) -> tuple[Tensor, ...]:
     """Differentiable recurrence of one direction of a `mode` cell ("LSTM", "GRU") by a Triton `strategy`
     (its backend value). Returns (y, *final_states).
@@ -148,6 +155,8 @@ def recurrence(
     w_hr: an LSTM's projection (P, H), as nn.LSTM's weight_hr with proj_size P: then w_hh is (4H, P), h0 and
     h_n are (B, P), c0 and c_n (B, H), y is (T, B, P) (every strategy runs the stepwise pattern then, with
     the projection a cuBLAS GEMM between the step kernels: fusedrnn/strategies/driver.py).
+    recurrent_mask: (B, H) or None; each step's recurrent product reads h_{t-1} * recurrent_mask (variational
+    recurrent dropout: one mask per sequence, drawn by the caller; not with w_hr). Not differentiated.
 
         >>> y, h_n, c_n = recurrence("LSTM", F.linear(x, w_ih, b_ih), w_hh, b_hh, (h0, c0))
     """
@@ -164,8 +173,10 @@ def recurrence(
     # inputs that require grad, so grad mode is read here, outside it.
     store_acts = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (gx, w_hh, b_hh, h0, c0, w_hr))
+    if recurrent_mask is not None:
+        recurrent_mask = recurrent_mask.detach()
     y, h_n, c_n, _ = _recurrence(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32,
-                                 w_hr)
+                                 w_hr, recurrent_mask)
     if w_hr is not None:
         y, h_n = _project(y, h_n, w_hr, h0, lengths)
     return (y, h_n, c_n)[: 1 + len(initial)]

@@ -15,10 +15,11 @@ import torch
 from fusedrnn.cells import cell
 
 
-def rnn_direction(mode, x, state, weights, lengths=None, reverse=False):
+def rnn_direction(mode, x, state, weights, lengths=None, reverse=False, recurrent_mask=None):
     """One direction of one layer. x: (T, B, I); state: tuple of (B, H); weights: (w_ih, w_hh[, b_ih,
     b_hh][, w_hr]), torch's order: an odd count ends with an LSTM's projection w_hr (P, H), and then h in
-    state and y have width P.
+    state and y have width P. recurrent_mask (B, H): every step's recurrent product reads h * mask
+    (variational recurrent dropout), the rest of the cell h itself.
 
     Returns y (T, B, H) (or (T, B, P)) and the final state tuple.
     """
@@ -34,7 +35,8 @@ def rnn_direction(mode, x, state, weights, lengths=None, reverse=False):
         row = tuple(s[b : b + 1] for s in state)
         y_row = [x.new_zeros(1, H) for _ in range(T)]
         for t in times:
-            row = step(x[t, b : b + 1], row, *weights)
+            recurrent = None if recurrent_mask is None else row[0] * recurrent_mask[b : b + 1]
+            row = step(x[t, b : b + 1], row, *weights, recurrent=recurrent)
             if w_hr is not None:
                 row = (row[0] @ w_hr.t(), *row[1:])
             y_row[t] = row[0]
@@ -45,8 +47,9 @@ def rnn_direction(mode, x, state, weights, lengths=None, reverse=False):
     return y, final
 
 
-def rnn(mode, x, initial, layer_weights, bidirectional=False, lengths=None, dropout=0.0):
-    """A stack of layers, with torch's inter-layer dropout when dropout > 0.
+def rnn(mode, x, initial, layer_weights, bidirectional=False, lengths=None, dropout=0.0, recurrent_masks=None):
+    """A stack of layers, with torch's inter-layer dropout when dropout > 0; recurrent_masks[k][d], if given,
+    layer k direction d's recurrent-dropout mask (see rnn_direction).
 
     x: (T, B, I); initial: tuple of (L * D, B, H) tensors (h (L * D, B, P) with a projection);
     layer_weights[k][d]: the weights of layer k, direction d (see rnn_direction). Returns y (T, B, D * H)
@@ -58,7 +61,8 @@ def rnn(mode, x, initial, layer_weights, bidirectional=False, lengths=None, drop
         outs = []
         for d in range(directions):
             state = tuple(s[k * directions + d] for s in initial)
-            y, state = rnn_direction(mode, x, state, per_direction[d], lengths, reverse=d == 1)
+            mask = recurrent_masks[k][d] if recurrent_masks is not None else None
+            y, state = rnn_direction(mode, x, state, per_direction[d], lengths, reverse=d == 1, recurrent_mask=mask)
             outs.append(y)
             for acc, s in zip(finals, state):
                 acc.append(s)

@@ -203,3 +203,18 @@ def test_float64_on_the_gpu(backend, mode):
     want += list(torch.autograd.grad(want, [x, *twin.parameters()], upstream))
     for g, w in zip(got, want):
         assert compare(g, w, torch.float64).ok
+
+
+@pytest.mark.parametrize("mode", GATED_MODES)
+@pytest.mark.parametrize("backend", TRITON_BACKENDS)
+def test_regularisers_against_float64(backend, mode, monkeypatch):
+    """weight_drop and recurrent_dropout, compiled: a packed 2-layer bidirectional training step against the
+    float64 reference on the same masks (drawn on the GPU), float32 with exact-rounded products."""
+    from test_regularizers import check_against_reference, fused_layer
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    layer = fused_layer(mode, backend, weight_drop=0.25, recurrent_dropout=0.25).to(DEVICE)
+    if DRY:
+        check_against_reference(layer)
+    else:
+        check_against_reference(layer, T=40, lengths=(40, 17, 33, 1, 25, 40, 9))

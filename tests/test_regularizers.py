@@ -1,5 +1,6 @@
-"""The regularisers' options of the fused layers (fusedrnn/nn/regularizers.py) against torch's own layers with
-the regulariser written out: weight_drop is torch's layer run on dropout(W_hh) with the same mask."""
+"""The regularisers' options of the fused layers (fusedrnn/nn/regularizers.py) against the float64 reference
+(fusedrnn/reference.py) with the same masks: weight_drop as the reference run on W_hh * mask, recurrent
+dropout as its recurrent_masks. The masks are redrawn from the seed in the documented order."""
 
 import pickle
 
@@ -7,117 +8,165 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import fusedrnn
-from fusedrnn.cells import MODES, REGISTRY
+from fusedrnn import reference
+from fusedrnn.cells import MODES, REGISTRY, cell
 from fusedrnn.nn.rnn import FUSED_LAYERS
+from fusedrnn.ops import recurrence
 from fusedrnn.strategies import NAMES
 from tests.helpers import assert_all_close, random_like_module
 
 P = 0.4
+LAYERS, HIDDEN = 2, 6
 
 
-def layer_pair(mode: str, backend: str, weight_drop: float = P):
-    """A fused layer (2 layers, bidirectional) and a float64 torch twin with the same weights."""
-    entry = REGISTRY[mode]
-    options = dict(num_layers=2, bidirectional=True, **entry.options)
+def fused_layer(mode: str, backend: str, **regularisers) -> nn.RNNBase:
+    """A 2-layer bidirectional fused layer with random weights, in training."""
     torch.manual_seed(0)
-    fused = FUSED_LAYERS[mode](4, 6, backend=backend, weight_drop=weight_drop, **options)
-    random_like_module(fused)
-    plain = entry.layer(4, 6, **options).double()
-    plain.load_state_dict(fused.state_dict())
-    return fused, plain
+    layer = FUSED_LAYERS[mode](4, HIDDEN, num_layers=LAYERS, bidirectional=True, backend=backend,
+                               **REGISTRY[mode].options, **regularisers)
+    return random_like_module(layer)
 
 
-def masks_drawn(fused: nn.RNNBase, seed: int) -> dict[str, torch.Tensor]:
-    """The masks a forward under `seed` draws: one dropout per W_hh, in the layers' order, as it runs."""
+def masks_drawn(layer: nn.RNNBase, batch: int, seed: int) -> tuple[dict, list]:
+    """The masks a training forward under `seed` draws, in the documented order: per layer and direction,
+    the W_hh mask (weight_drop), then the recurrent mask (recurrent_dropout); on the layer's device."""
+    device = layer.weight_hh_l0.device
     torch.manual_seed(seed)
-    names = [name for name in fused._flat_weights_names if name.startswith("weight_hh")]
-    return {name: F.dropout(torch.ones_like(getattr(fused, name)), P) for name in names}
+    weight_masks, recurrent_masks = {}, []
+    for k in range(LAYERS):
+        recurrent_masks.append([])
+        for suffix in (f"l{k}", f"l{k}_reverse"):
+            name = f"weight_hh_{suffix}"
+            if layer.weight_drop:
+                weight_masks[name] = F.dropout(torch.ones_like(getattr(layer, name)), layer.weight_drop).cpu()
+            recurrent_masks[-1].append(F.dropout(torch.ones(batch, HIDDEN, device=device), layer.recurrent_dropout).cpu()
+                                       if layer.recurrent_dropout else None)
+    return weight_masks, recurrent_masks
 
 
-def dropped_reference(plain: nn.RNNBase, masks: dict, x, h0):
-    """torch's layer in float64 on the dropped weights (differentiable in the parameters): (output, finals)."""
-    params = dict(plain.named_parameters())
-    weights = {name: p * (masks[name] != 0).double() / (1 - P) if name in masks else p for name, p in params.items()}
-    out, finals = torch.func.functional_call(plain, weights, (x, h0))
-    return out, finals
+def check_against_reference(layer: nn.RNNBase, seed: int = 7, T: int = 5, lengths=(5, 2, 4)) -> None:
+    """A packed training forward of `layer` (on its device) with h0, and the gradients of every input and
+    parameter, against the float64 reference on the same masks (on the CPU)."""
+    mode = layer.mode
+    device = layer.weight_hh_l0.device
+    n_states = REGISTRY[mode].states
+    B = len(lengths)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(T, B, 4, generator=g).to(device).requires_grad_()
+    h0 = [torch.randn(2 * LAYERS, B, HIDDEN, generator=g).to(device).requires_grad_() for _ in range(n_states)]
+    lengths = torch.tensor(lengths)
+
+    torch.manual_seed(seed)
+    packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+    out, finals = layer(packed, tuple(h0) if n_states == 2 else h0[0])
+    y = pad_packed_sequence(out)[0]
+    finals = list(finals) if n_states == 2 else [finals]
+
+    weight_masks, recurrent_masks = masks_drawn(layer, B, seed)
+    params = {name: p.detach().cpu().double().requires_grad_() for name, p in layer.named_parameters()}
+    masked = {name: p * (weight_masks[name] != 0) / (1 - layer.weight_drop) if name in weight_masks else p
+              for name, p in params.items()}
+    weights = [[tuple(masked[f"{w}_l{k}{s}"] for w in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+                for s in ("", "_reverse")] for k in range(LAYERS)]
+    x64 = x.detach().cpu().double().requires_grad_()
+    h64 = [h.detach().cpu().double().requires_grad_() for h in h0]
+    # The layer runs the packed rows sorted by length: its mask's row i is the sorted row i's.
+    rmasks = [[m[packed.unsorted_indices.cpu()].double() if m is not None else None for m in per_layer]
+              for per_layer in recurrent_masks]
+    expected_y, expected_finals = reference.rnn(mode, x64, tuple(h64), weights, True, lengths,
+                                                recurrent_masks=rmasks)
+
+    upstream = [torch.randn(t.shape, generator=g).to(device) for t in (y, *finals)]
+    names = list(params)
+    grads = torch.autograd.grad([y, *finals], [x, *h0, *layer.parameters()], upstream)
+    expected_grads = torch.autograd.grad([expected_y, *expected_finals], [x64, *h64, *params.values()],
+                                         [u.cpu().double() for u in upstream])
+    labels = ["output", *(f"final{k}" for k in range(n_states)), "dx", *(f"dh0[{k}]" for k in range(n_states)),
+              *names]
+    assert_all_close([y, *finals, *grads], [expected_y, *expected_finals, *expected_grads], torch.float32, labels)
+    # A W_hh element the mask dropped gets no gradient from this forward, and some are dropped.
+    for name, mask in weight_masks.items():
+        assert 0 < int((mask == 0).sum()) < mask.numel()
+        assert bool((grads[1 + n_states + names.index(name)].cpu()[mask == 0] == 0).all()), name
 
 
 @pytest.mark.parametrize("backend", [*NAMES, "torch"])
 @pytest.mark.parametrize("mode", MODES)
-def test_weight_drop_is_torch_on_the_dropped_weights(mode, backend):
-    fused, plain = layer_pair(mode, backend)
-    n_states = REGISTRY[mode].states
-    T, B = 5, 3
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(T, B, 4, generator=g, requires_grad=True)
-    h0 = tuple(torch.randn(4, B, 6, generator=g, requires_grad=True) for _ in range(n_states))
-    lengths = torch.tensor([5, 2, 4])
-    packed = pack_padded_sequence(x, lengths, enforce_sorted=False)
+def test_weight_drop_and_recurrent_dropout_against_the_reference(mode, backend):
+    check_against_reference(fused_layer(mode, backend, weight_drop=P, recurrent_dropout=P))
 
-    torch.manual_seed(7)
-    out, finals = fused(packed, h0 if n_states == 2 else h0[0])
-    finals = tuple(finals) if n_states == 2 else (finals,)
-    masks = masks_drawn(fused, 7)
-    x64 = x.detach().double().requires_grad_()
-    h64 = tuple(h.detach().double().requires_grad_() for h in h0)
-    packed64 = pack_padded_sequence(x64, lengths, enforce_sorted=False)
-    expected, expected_finals = dropped_reference(plain, masks, packed64, h64 if n_states == 2 else h64[0])
-    expected_finals = tuple(expected_finals) if n_states == 2 else (expected_finals,)
 
-    upstream = [torch.randn(o.shape, generator=g) for o in (out.data, *finals)]
-    names = [name for name, _ in fused.named_parameters()]
-    grads = torch.autograd.grad([out.data, *finals], [x, *h0, *fused.parameters()], upstream)
-    expected_grads = torch.autograd.grad([expected.data, *expected_finals], [x64, *h64, *plain.parameters()],
-                                         [u.double() for u in upstream])
-    labels = ["output", *(f"state{k}" for k in range(n_states)), "dx", *(f"dh0[{k}]" for k in range(n_states)), *names]
-    assert_all_close([out.data, *finals, *grads], [expected.data, *expected_finals, *expected_grads],
-                     torch.float32, labels)
-    # A W_hh element the mask dropped gets no gradient from this forward, and some are dropped.
-    for name, mask in masks.items():
-        assert 0 < int((mask == 0).sum()) < mask.numel()
-        assert bool((grads[1 + n_states + names.index(name)][mask == 0] == 0).all()), name
+@pytest.mark.parametrize("option", ["weight_drop", "recurrent_dropout"])
+def test_each_regulariser_alone(option):
+    check_against_reference(fused_layer("GRU", "triton-fusedstep", **{option: P}))
+
+
+@pytest.mark.parametrize("strategy", NAMES)
+@pytest.mark.parametrize("mode", ["LSTM", "GRU"])
+def test_recurrent_mask_gradcheck(strategy, mode):
+    """The masked recurrence's backward against its own forward (float64), reverse with lengths."""
+    g = torch.Generator().manual_seed(2)
+    gates = cell(mode).gates
+    T, B, H = 3, 3, 3
+    gx = torch.randn(T, B, gates * H, generator=g, dtype=torch.float64, requires_grad=True)
+    w_hh = (torch.randn(gates * H, H, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
+    b_hh = torch.randn(gates * H, generator=g, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(B, H, generator=g, dtype=torch.float64, requires_grad=True)
+    initial = (h0, torch.randn(B, H, generator=g, dtype=torch.float64)) if mode == "LSTM" else (h0,)
+    mask = (torch.rand(B, H, generator=g) > P).double() / (1 - P)
+    lengths = torch.tensor([3, 1, 2])
+
+    def f(gx, w_hh, b_hh, h0):
+        return recurrence(mode, gx, w_hh, b_hh, (h0, *initial[1:]), lengths, True, strategy, recurrent_mask=mask)
+
+    assert torch.autograd.gradcheck(f, (gx, w_hh, b_hh, h0), fast_mode=True)
 
 
 @pytest.mark.parametrize("backend", ["triton", "torch"])
-def test_weight_drop_draws_a_new_mask_each_forward_and_none_at_eval(backend):
-    fused, plain = layer_pair("LSTM", backend)
+def test_new_masks_each_forward_and_none_at_eval(backend):
+    layer = fused_layer("LSTM", backend, weight_drop=P, recurrent_dropout=P)
+    plain = nn.LSTM(4, HIDDEN, num_layers=LAYERS, bidirectional=True)
+    plain.load_state_dict(layer.state_dict())
     x = torch.randn(4, 2, 4)
-    first, second = fused(x)[0], fused(x)[0]
-    assert not torch.allclose(first, second)  # a new mask per forward
-    fused.eval()
-    expected = plain(x.double())[0]
-    assert_all_close([fused(x)[0]], [expected], torch.float32, ["eval output"])
+    first, second = layer(x)[0], layer(x)[0]
+    assert not torch.allclose(first, second)  # new masks per forward
+    layer.eval()
+    assert_all_close([layer(x)[0]], [plain(x)[0]], torch.float32, ["eval output"])
 
 
 def test_weight_drop_leaves_parameters_state_dict_and_flat_weights_alone():
-    fused, _ = layer_pair("GRU", "torch")
-    before = {name: p for name, p in fused.named_parameters()}
-    flat = list(fused._flat_weights)
-    state = {k: v.clone() for k, v in fused.state_dict().items()}
-    fused(torch.randn(3, 2, 4))[0].sum().backward()
-    assert dict(fused.named_parameters()) == before  # the Parameter objects, not copies
-    assert all(a is b for a, b in zip(fused._flat_weights, flat))
-    assert fused.state_dict().keys() == state.keys()
-    assert all(torch.equal(fused.state_dict()[k], v) for k, v in state.items())
-    fused.flatten_parameters()
-    restored = pickle.loads(pickle.dumps(fused))
+    layer = fused_layer("GRU", "torch", weight_drop=P)
+    before = dict(layer.named_parameters())
+    flat = list(layer._flat_weights)
+    state = {k: v.clone() for k, v in layer.state_dict().items()}
+    layer(torch.randn(3, 2, 4))[0].sum().backward()
+    assert dict(layer.named_parameters()) == before  # the Parameter objects, not copies
+    assert all(a is b for a, b in zip(layer._flat_weights, flat))
+    assert all(torch.equal(layer.state_dict()[k], v) for k, v in state.items()) and layer.state_dict().keys() == \
+        state.keys()
+    layer.flatten_parameters()
+    restored = pickle.loads(pickle.dumps(layer))
     assert restored.weight_drop == P and "weight_drop=0.4" in repr(restored)
 
 
-def test_weight_drop_through_convert_and_its_errors():
+def test_options_through_convert_and_their_errors():
     model = nn.Sequential(nn.LSTM(4, 6), nn.GRUCell(6, 6))
     converted = fusedrnn.convert(model, weight_drop=0.25)
     assert isinstance(converted[0], fusedrnn.LSTM) and converted[0].weight_drop == 0.25
-    assert not hasattr(converted[1], "weight_drop") or converted[1].weight_drop == 0.0
-    assert fusedrnn.convert(nn.GRU(4, 6)).weight_drop == 0.0  # off unless asked
-    for bad in (-0.1, 1.5, "0.3", True):
-        with pytest.raises(ValueError, match="weight_drop should be a number in range"):
-            fusedrnn.LSTM(4, 6, weight_drop=bad)
-        with pytest.raises(ValueError, match="weight_drop should be a number in range"):
-            fusedrnn.convert(nn.LSTM(4, 6), weight_drop=bad)
-    with pytest.raises(RuntimeError, match="weight_drop"):
-        torch.jit.script(fusedrnn.GRU(4, 6, weight_drop=0.2))
-    torch.jit.script(fusedrnn.GRU(4, 6))  # without it, scripting still gives torch's implementation
+    assert getattr(converted[1], "weight_drop", 0.0) == 0.0
+    fresh = fusedrnn.convert(nn.GRU(4, 6))
+    assert fresh.weight_drop == 0.0 and fresh.recurrent_dropout == 0.0  # off unless asked
+    for option in ("weight_drop", "recurrent_dropout"):
+        for bad in (-0.1, 1.5, "0.3", True):
+            with pytest.raises(ValueError, match=f"{option} should be a number in range"):
+                fusedrnn.LSTM(4, 6, **{option: bad})
+        with pytest.raises(RuntimeError, match=option):
+            torch.jit.script(fusedrnn.GRU(4, 6, **{option: 0.2}))
+    with pytest.raises(ValueError, match="weight_drop should be a number in range"):
+        fusedrnn.convert(nn.LSTM(4, 6), weight_drop=2)
+    with pytest.raises(ValueError, match="recurrent_dropout with proj_size"):
+        fusedrnn.LSTM(4, 6, proj_size=3, recurrent_dropout=0.2)
+    torch.jit.script(fusedrnn.GRU(4, 6))  # without them, scripting still gives torch's implementation

@@ -68,14 +68,16 @@ def tile_matmul(
 
 @triton.jit
 def recurrent_preactivations(
-    hg_ptr, h_in_ptr, w_hh_ptr, b_hh_ptr, rows, cols, row_ok, mask, H,
-    GATES: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr, HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr,
-    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    hg_ptr, h_in_ptr, w_hh_ptr, b_hh_ptr, rmask_ptr, rows, cols, row_ok, mask, H,
+    GATES: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr, HAS_BIAS: tl.constexpr, RECURRENT_MASK: tl.constexpr,
+    COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
     DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
 ):
     """Every gate's recurrent pre-activation h_{t-1} W_hh^T + b_hh on this tile, as four tiles (zeros
     past GATES): read from the stepwise GEMM's output hg (B, GATES * H), or
-    (GEMM_IN_KERNEL) computed here from the whole previous state, each chunk of h read once for all gates."""
+    (GEMM_IN_KERNEL) computed here from the whole previous state, each chunk of h read once for all gates.
+    RECURRENT_MASK: the product reads h_{t-1} * m, m the (B, H) recurrent-dropout mask at rmask_ptr (in
+    the compute dtype; the stepwise GEMM's caller masks h itself)."""
     r0 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
     r1 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
     r2 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
@@ -90,6 +92,9 @@ def recurrent_preactivations(
             # h was written by other programs (see tile_matmul): read from L2.
             h = tl.load(h_in_ptr + h_rows + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0,
                         cache_modifier=".cg")
+            if RECURRENT_MASK:
+                m = tl.load(rmask_ptr + h_rows + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+                h = (h.to(COMPUTE) * m).to(h_in_ptr.dtype.element_ty)
             w_at = w_hh_ptr + ks[:, None] + cols[None, :] * H
             w_ok = k_ok[:, None] & col_ok[None, :]
             r0 = dot(h, tl.load(w_at, mask=w_ok, other=0.0), r0, UPCAST, COMPUTE, DOT_PRECISION)
@@ -123,21 +128,25 @@ def recurrent_preactivations(
 
 @triton.jit
 def recurrent_grad(
-    dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, has_rec, rows, cols, row_ok, mask, H, GH,
-    GEMM_IN_KERNEL: tl.constexpr, COMPUTE: tl.constexpr,
+    dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, rmask_ptr, has_rec, rows, cols, row_ok, mask, H, GH,
+    GEMM_IN_KERNEL: tl.constexpr, RECURRENT_MASK: tl.constexpr, COMPUTE: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
     DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
 ):
     """The gradient reaching h_t through the later step's recurrent GEMM, dhg_later @ W_hh, on this
     tile: read from the stepwise GEMM's output, or (GEMM_IN_KERNEL) computed here from the later step's
-    (B, GH) gate gradients at rec_grad_ptr (none when has_rec is false: the first step processed)."""
+    (B, GH) gate gradients at rec_grad_ptr (none when has_rec is false: the first step processed).
+    RECURRENT_MASK: that product read h_t * m, so its gradient is (dhg_later @ W_hh) * m."""
     if GEMM_IN_KERNEL:
-        return tile_matmul(
+        grad = tile_matmul(
             rec_grad_ptr, GH, w_hh_ptr, H, 1, rows, cols, row_ok & has_rec, cols < H, GH,
             COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
         )
     else:
-        return tl.load(dh_rec_ptr + state_at, mask=mask).to(COMPUTE)
+        grad = tl.load(dh_rec_ptr + state_at, mask=mask).to(COMPUTE)
+    if RECURRENT_MASK:
+        grad = grad * tl.load(rmask_ptr + state_at, mask=mask, other=0.0)
+    return grad
 
 
 @triton.jit

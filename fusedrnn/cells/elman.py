@@ -26,31 +26,33 @@ from fusedrnn.cells.common import (
 )
 
 
-def _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, activation):
+def _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, recurrent, activation):
     (h,) = states
-    pre = x @ w_ih.t() + h @ w_hh.t()
+    pre = x @ w_ih.t() + (h if recurrent is None else recurrent) @ w_hh.t()
     if b_ih is not None:
         pre = pre + b_ih + b_hh
     return (activation(pre),)
 
 
-def reference_step_tanh(x, states, w_ih, w_hh, b_ih=None, b_hh=None):
-    """One tanh Elman step in plain torch, any dtype. x: (B, I); states: (h,), (B, H). Returns (h',)."""
-    return _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, torch.tanh)
+def reference_step_tanh(x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=None):
+    """One tanh Elman step in plain torch, any dtype. x: (B, I); states: (h,), (B, H); recurrent: what the
+    recurrent product reads instead of h (recurrent dropout's h * m), if given. Returns (h',)."""
+    return _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, recurrent, torch.tanh)
 
 
-def reference_step_relu(x, states, w_ih, w_hh, b_ih=None, b_hh=None):
-    """One relu Elman step in plain torch, any dtype. x: (B, I); states: (h,), (B, H). Returns (h',)."""
-    return _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, torch.relu)
+def reference_step_relu(x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=None):
+    """One relu Elman step in plain torch, any dtype; arguments as reference_step_tanh's. Returns (h',)."""
+    return _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, recurrent, torch.relu)
 
 
 @triton.jit
 def forward_step(
     tile_b, tile_h, step, gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr,
-    lengths_ptr, T, B, H,
+    lengths_ptr, rmask_ptr, T, B, H,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
-    HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, VARIANT: tl.constexpr,
+    HAS_BIAS: tl.constexpr, RECURRENT_MASK: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    VARIANT: tl.constexpr,
 ):
     # c_ptr and acts_ptr are unused: no cell state, nothing saved but y.
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
@@ -58,8 +60,9 @@ def forward_step(
     live = mask & active[:, None]
     out_at = seq_offsets(t, rows, cols, B, H, 1)
     hg, _, _, _ = recurrent_preactivations(
-        hg_ptr, h_in_ptr, w_hh_ptr, b_hh_ptr, rows, cols, row_ok, mask, H,
-        1, GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
+        hg_ptr, h_in_ptr, w_hh_ptr, b_hh_ptr, rmask_ptr, rows, cols, row_ok, mask, H,
+        1, GEMM_IN_KERNEL, HAS_BIAS, RECURRENT_MASK, COMPUTE,
+        BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
     )
     pre = load_block(gx_ptr, out_at, 0, H, live, COMPUTE) + hg
     if VARIANT == 1:  # relu
@@ -73,10 +76,11 @@ def forward_step(
 @triton.jit
 def backward_step(
     tile_b, tile_h, step, acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, rec_grad_ptr, w_hh_ptr, dh_ptr,
-    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, T, B, H,
+    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
-    GEMM_IN_KERNEL: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, VARIANT: tl.constexpr,
+    GEMM_IN_KERNEL: tl.constexpr, RECURRENT_MASK: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    VARIANT: tl.constexpr,
 ):
     # acts_ptr, h0_ptr, c0_ptr, dc_ptr and dhg_ptr are unused: the derivative needs only y_t, and the
     # pre-activation's gradient is both dgx and dhg.
@@ -86,8 +90,9 @@ def backward_step(
     state_at = row_offsets(rows, cols, H, 1)
     out_at = seq_offsets(t, rows, cols, B, H, 1)
     dh_rec = recurrent_grad(
-        dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, step < T - 1, rows, cols, row_ok, mask, H, H,
-        GEMM_IN_KERNEL, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
+        dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, rmask_ptr, step < T - 1, rows, cols, row_ok, mask, H,
+        H,
+        GEMM_IN_KERNEL, RECURRENT_MASK, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
     )
     dh_carry, dh = incoming_hidden_grad(dh_rec, dh_ptr, dy_ptr, state_at, out_at, live, mask, COMPUTE)
     h = load_block(y_ptr, out_at, 0, H, live, COMPUTE)

@@ -29,10 +29,11 @@ from fusedrnn.cells.common import (
 )
 
 
-def reference_step(x, states, w_ih, w_hh, b_ih=None, b_hh=None):
-    """One LSTM step in plain torch, any dtype. x: (B, I); states: (h, c), each (B, H). Returns (h', c')."""
+def reference_step(x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=None):
+    """One LSTM step in plain torch, any dtype. x: (B, I); states: (h, c), each (B, H); recurrent: what the
+    recurrent product reads instead of h (recurrent dropout's h * m), if given. Returns (h', c')."""
     h, c = states
-    gates = x @ w_ih.t() + h @ w_hh.t()
+    gates = x @ w_ih.t() + (h if recurrent is None else recurrent) @ w_hh.t()
     if b_ih is not None:
         gates = gates + b_ih + b_hh
     i, f, g, o = gates.chunk(4, dim=1)
@@ -44,18 +45,20 @@ def reference_step(x, states, w_ih, w_hh, b_ih=None, b_hh=None):
 @triton.jit
 def forward_step(
     tile_b, tile_h, step, gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr,
-    lengths_ptr, T, B, H,
+    lengths_ptr, rmask_ptr, T, B, H,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
-    HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, VARIANT: tl.constexpr,
+    HAS_BIAS: tl.constexpr, RECURRENT_MASK: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    VARIANT: tl.constexpr,
 ):
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
     active, t = step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS, REVERSE)
     live = mask & active[:, None]
     x_at = seq_offsets(t, rows, cols, B, H, 4)
     r_i, r_f, r_g, r_o = recurrent_preactivations(
-        hg_ptr, h_in_ptr, w_hh_ptr, b_hh_ptr, rows, cols, row_ok, mask, H,
-        4, GEMM_IN_KERNEL, HAS_BIAS, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
+        hg_ptr, h_in_ptr, w_hh_ptr, b_hh_ptr, rmask_ptr, rows, cols, row_ok, mask, H,
+        4, GEMM_IN_KERNEL, HAS_BIAS, RECURRENT_MASK, COMPUTE,
+        BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
     )
     i = sigmoid(load_block(gx_ptr, x_at, 0, H, live, COMPUTE) + r_i)
     f = sigmoid(load_block(gx_ptr, x_at, 1, H, live, COMPUTE) + r_f)
@@ -83,10 +86,11 @@ def forward_step(
 @triton.jit
 def backward_step(
     tile_b, tile_h, step, acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, rec_grad_ptr, w_hh_ptr, dh_ptr,
-    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, T, B, H,
+    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
-    GEMM_IN_KERNEL: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, VARIANT: tl.constexpr,
+    GEMM_IN_KERNEL: tl.constexpr, RECURRENT_MASK: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    VARIANT: tl.constexpr,
 ):
     # y_ptr, h0_ptr and dhg_ptr are unused: an LSTM's gate gradients are dgx itself.
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
@@ -94,8 +98,9 @@ def backward_step(
     live = mask & active[:, None]
     state_at = row_offsets(rows, cols, H, 1)
     dh_rec = recurrent_grad(
-        dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, step < T - 1, rows, cols, row_ok, mask, H, 4 * H,
-        GEMM_IN_KERNEL, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
+        dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, rmask_ptr, step < T - 1, rows, cols, row_ok, mask, H,
+        4 * H,
+        GEMM_IN_KERNEL, RECURRENT_MASK, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
     )
     dh_carry, dh = incoming_hidden_grad(
         dh_rec, dh_ptr, dy_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), live, mask, COMPUTE

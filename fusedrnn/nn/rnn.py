@@ -32,9 +32,10 @@ class FusedRNNMixin(Regularizers, BackendOption):
             batch = input.size(0 if self.batch_first else 1) if input.dim() == 3 else 1
         if self.proj_size and (self.backend or default_backend()) == "auto":
             # auto's table and autotuner measured no projected LSTM: torch's implementation (cuDNN) runs.
-            return self.torch_forward(super().forward, input, hx)
-        implementation = resolve(self.backend, data, self.mode, "sequence", batch, self.hidden_size)
-        if implementation != "torch":
+            implementation = "torch"
+        else:
+            implementation = resolve(self.backend, data, self.mode, "sequence", batch, self.hidden_size)
+        if implementation != "torch" or self.needs_loop():
             return fused_rnn_forward(self, input, hx, implementation)
         return self.torch_forward(super().forward, input, hx)
 
@@ -47,7 +48,8 @@ class LSTM(FusedRNNMixin, nn.LSTM):
     CPU), a Triton strategy ("triton-persistent": one launch for all steps; "triton-fusedstep": the
     recurrent GEMM inside each step's kernel; "triton": a cuBLAS GEMM and a fused kernel per step) or
     "torch"; None (default) reads the environment variable FUSEDRNN_BACKEND, else "auto". Regularisers cuDNN
-    has not, off by default: `weight_drop` (DropConnect on W_hh in training; fusedrnn/nn/regularizers.py).
+    has not, off by default (fusedrnn/nn/regularizers.py): `weight_drop` (DropConnect on W_hh in training) and
+    `recurrent_dropout` (one mask per sequence on the h that enters the recurrent product).
 
     proj_size > 0 (h_t = W_hr (o * tanh(c_t))) runs fused in every Triton strategy, each then as the
     stepwise one (cuBLAS GEMMs for the recurrent product and the projection around the fused step kernel);

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from fusedrnn.cells import REGISTRY
+from fusedrnn.nn import torch_loop
 from fusedrnn.nn.autocast import input_projection
 from fusedrnn.nn.checks import check_devices_and_dtypes
 from fusedrnn.ops import recurrence
@@ -93,9 +94,11 @@ def _check(rnn: nn.RNNBase, input, states, batch_sizes) -> None:
 
 def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor | None, strategy: str = "triton"):
     """All layers and directions of `rnn` over padded time-major x (T, B, I) with per-row lengths
-    (CPU int64, or None), by the Triton `strategy` (a backend value). Returns y (T, B, D * H) and the
+    (CPU int64, or None), by the Triton `strategy` (a backend value), or with "torch" by a loop of torch ops
+    (fusedrnn/nn/torch_loop.py: a regularised layer on torch's backend). Returns y (T, B, D * H) and the
     final states, each (L * D, B, H); with an LSTM's proj_size P > 0, y is (T, B, D * P) and h_n
-    (L * D, B, P)."""
+    (L * D, B, P). In training, each direction draws its regularisers' masks in the order of
+    fusedrnn/nn/regularizers.py."""
     T = x.size(0)
     directions = 2 if rnn.bidirectional else 1
     n_states = REGISTRY[rnn.mode].states
@@ -109,18 +112,27 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
             suffix = f"l{layer}" + ("_reverse" if d else "")
             b_ih = getattr(rnn, f"bias_ih_{suffix}") if rnn.bias else None
             b_hh = getattr(rnn, f"bias_hh_{suffix}") if rnn.bias else None
-            gx = input_projection(layer_input, getattr(rnn, f"weight_ih_{suffix}"), b_ih, rnn.mode, "sequence")
+            w_ih = getattr(rnn, f"weight_ih_{suffix}")
             index = layer * directions + d
             initial = tuple(s[index] for s in states) if states is not None else (None,) * n_states
             w_hh = rnn.recurrent_weight(getattr(rnn, f"weight_hh_{suffix}"))  # weight_drop's mask in training
-            w_hr = getattr(rnn, f"weight_hr_{suffix}") if getattr(rnn, "proj_size", 0) else None
-            if w_hr is not None and x.device.type == "cpu":
-                # On the CPU nn.LSTM with projections runs torch's default implementation, not oneDNN's layer:
-                # under autocast its GEMMs (hence h and the output) are in autocast's dtype, c in the input's.
-                gx = gx.to(x.dtype)
-            # As nn.LSTM/GRU on cuDNN: float32 recurrent products may use TF32 when cudnn allows it.
-            y, *final = recurrence(rnn.mode, gx, w_hh, b_hh, initial, lengths, d == 1, strategy,
-                                   allow_tf32=torch.backends.cudnn.allow_tf32, w_hr=w_hr)
+            mask = rnn.recurrent_mask(x.size(1), rnn.hidden_size, x.device)
+            if strategy == "torch":
+                zeros = x.new_zeros(x.size(1), rnn.hidden_size)
+                initial = tuple(s if s is not None else zeros for s in initial)
+                weights = (w_ih, w_hh, b_ih, b_hh) if rnn.bias else (w_ih, w_hh)
+                y, final = torch_loop.direction(rnn.mode, layer_input, weights, initial, lengths, d == 1, mask)
+            else:
+                gx = input_projection(layer_input, w_ih, b_ih, rnn.mode, "sequence")
+                w_hr = getattr(rnn, f"weight_hr_{suffix}") if getattr(rnn, "proj_size", 0) else None
+                if w_hr is not None and x.device.type == "cpu":
+                    # On the CPU nn.LSTM with projections runs torch's default implementation, not oneDNN's
+                    # layer: under autocast its GEMMs (hence h and the output) are in autocast's dtype, c in
+                    # the input's.
+                    gx = gx.to(x.dtype)
+                # As nn.LSTM/GRU on cuDNN: float32 recurrent products may use TF32 when cudnn allows it.
+                y, *final = recurrence(rnn.mode, gx, w_hh, b_hh, initial, lengths, d == 1, strategy,
+                                       allow_tf32=torch.backends.cudnn.allow_tf32, w_hr=w_hr, recurrent_mask=mask)
             outputs.append(y)
             for acc, s in zip(finals, final):
                 acc.append(s)

@@ -74,11 +74,12 @@ def _strategy(name: str, projected: bool):
 
 def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | None,
             h0: torch.Tensor | None, c0: torch.Tensor | None, lengths: torch.Tensor | None, reverse: bool,
-            store_acts: bool, allow_tf32: bool, w_hr: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+            store_acts: bool, allow_tf32: bool, w_hr: torch.Tensor | None = None,
+            recurrent_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """The forward of `fusedrnn::recurrence` (fusedrnn/ops.py): (y, h_n, c_n, acts). c_n is empty for a cell
     without a cell state, acts (the activations the backward reads) unless store_acts. With w_hr (an LSTM's
-    projection, (P, H); then w_hh is (4H, P) and h0 (B, P)) y and h_n are the unprojected h_raw. Returns no
-    views."""
+    projection, (P, H); then w_hh is (4H, P) and h0 (B, P)) y and h_n are the unprojected h_raw. With
+    recurrent_mask m (B, H), every step's recurrent product reads h_{t-1} * m. Returns no views."""
     projected = w_hr is not None
     cell, strategy = cell_for(mode), _strategy(strategy_name, projected)
     gx, w_hh, b_hh, h0, c0, lengths, w_hr = _contiguous(gx, w_hh, b_hh, h0, c0, lengths, w_hr)
@@ -86,6 +87,7 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
     H = gx.shape[2] // cell.gates
     dtype, device = gx.dtype, gx.device
     compute, tl_compute = _compute_dtype(dtype)
+    rmask = _recurrent_mask(recurrent_mask, compute, projected)
     # The state buffers: two that alternate when other programs read h (the GEMM in the kernel), else one.
     h_bufs = new_empty(gx, 2 if strategy.gemm_in_kernel else 1, B, H)
     # With a projection they hold h_raw, which the kernel reads only for a finished row (its own last
@@ -102,16 +104,21 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
     args = dict(
         gx_ptr=gx, hg_ptr=hg, w_hh_ptr=w_hh, b_hh_ptr=b_hh if b_hh is not None else w_hh, h_ptr=h_bufs,
         h_flip=B * H if strategy.gemm_in_kernel else 0, c_ptr=c, y_ptr=y, acts_ptr=acts if acts.numel() else y,
-        lengths_ptr=lengths if lengths is not None else y, sync_ptr=_sync_buffer(strategy, device), T=T, B=B, H=H,
+        lengths_ptr=lengths if lengths is not None else y, rmask_ptr=rmask if rmask is not None else y,
+        sync_ptr=_sync_buffer(strategy, device), T=T, B=B, H=H,
     )  # stand-ins for absent tensors are never read
     flags = dict(
         CELL_STEP=cell.forward_step, CELL_VARIANT=cell.variant, HAS_LENGTHS=lengths is not None, REVERSE=reverse,
-        STORE_ACTS=store_acts, GEMM_IN_KERNEL=strategy.gemm_in_kernel, HAS_BIAS=b_hh is not None, COMPUTE=tl_compute,
-        **_gemm_flags(dtype, allow_tf32),
+        STORE_ACTS=store_acts, GEMM_IN_KERNEL=strategy.gemm_in_kernel, HAS_BIAS=b_hh is not None,
+        RECURRENT_MASK=rmask is not None, COMPUTE=tl_compute, **_gemm_flags(dtype, allow_tf32),
     )
+    if rmask is not None and not strategy.gemm_in_kernel:  # the stepwise GEMM reads h * m from here
+        h_masked, rmask_stored = new_empty(gx, B, H), rmask.to(dtype)
 
     def host_gemm(k: int) -> None:
         h = h_bufs[0]
+        if rmask is not None:
+            h = torch.mul(h, rmask_stored, out=h_masked)
         if projected:
             if k:
                 torch.mm(h, w_hr.t(), out=h_r)
@@ -132,11 +139,13 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
 def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, dc: torch.Tensor,
              acts: torch.Tensor, y: torch.Tensor, w_hh: torch.Tensor, h0: torch.Tensor | None,
              c0: torch.Tensor | None, lengths: torch.Tensor | None, reverse: bool, allow_tf32: bool,
-             w_hh_grad: bool, w_hr: torch.Tensor | None = None, w_hr_grad: bool = False) -> tuple[torch.Tensor, ...]:
+             w_hh_grad: bool, w_hr: torch.Tensor | None = None, w_hr_grad: bool = False,
+             recurrent_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """The forward of `fusedrnn::recurrence_backward`: (dgx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr) from the
     gradients of y, h_n and c_n (empty for a cell without a cell state, as d_c0) and what the forward saved;
     d_w_hh is empty unless w_hh_grad. With w_hr, y, dy and dh are the unprojected ones (B, H), h0 and d_h0
-    are (B, P), and d_w_hr is the recurrence's share of W_hr's gradient (empty unless w_hr_grad)."""
+    are (B, P), and d_w_hr is the recurrence's share of W_hr's gradient (empty unless w_hr_grad). With the
+    forward's recurrent_mask m, the gradient through each recurrent product is masked by m."""
     projected = w_hr is not None
     cell, strategy = cell_for(mode), _strategy(strategy_name, projected)
     dy, dh, dc, acts, y, w_hh, h0, c0, lengths, w_hr = _contiguous(
@@ -144,6 +153,7 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
     T, B, H = y.shape
     GH = cell.gates * H
     compute, tl_compute = _compute_dtype(y.dtype)
+    rmask = _recurrent_mask(recurrent_mask, compute, projected)
     has_init = h0 is not None or c0 is not None
     h0, c0 = (s if s is not None else y.new_zeros(B, n) for s, n in ((h0, w_hh.shape[1]), (c0, H)))  # read if has_init
     dh = dh.to(compute, copy=True)
@@ -178,13 +188,13 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
         acts_ptr=acts if acts.numel() else y, y_ptr=y, h0_ptr=h0, c0_ptr=c0, dy_ptr=dy, dh_rec_ptr=dh_rec,
         w_hh_ptr=w_hh, dh_ptr=dh, dc_ptr=dc, dgx_ptr=dgx, dhg_ptr=dhg, dstep_ptr=dsteps,
         dstep_flip=B * GH if write_step and strategy.gemm_in_kernel else 0,
-        lengths_ptr=lengths if lengths is not None else y, sync_ptr=_sync_buffer(strategy, y.device),
-        T=T, B=B, H=H,
+        lengths_ptr=lengths if lengths is not None else y, rmask_ptr=rmask if rmask is not None else y,
+        sync_ptr=_sync_buffer(strategy, y.device), T=T, B=B, H=H,
     )
     flags = dict(
         CELL_STEP=cell.backward_step, CELL_VARIANT=cell.variant, GATES=cell.gates, HAS_INIT=has_init,
         HAS_LENGTHS=lengths is not None, REVERSE=reverse, WRITE_STEP=write_step,
-        GEMM_IN_KERNEL=strategy.gemm_in_kernel, COMPUTE=tl_compute,
+        GEMM_IN_KERNEL=strategy.gemm_in_kernel, RECURRENT_MASK=rmask is not None, COMPUTE=tl_compute,
         **_gemm_flags(y.dtype, allow_tf32),
     )
     if B:
@@ -193,6 +203,8 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
     first = step_grad(T - 1)  # the gate gradients of each row's first step
     if strategy.gemm_in_kernel:
         torch.mm(first, w_hh, out=dh_rec)
+    if rmask is not None:  # the first step's product read h0 * m
+        dh_rec.mul_(rmask)
 
     # dW_hh = sum_t dhg_t^T h_{t-1}. h_{t-1} is y at the previous time (zero in padding, where dhg
     # is zero too), projected where there is a projection; each row's first step uses h0.
@@ -201,6 +213,8 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
     d_w_hh, d_w_hr = y.new_empty(0), y.new_empty(0)
     if T > 1 and (w_hh_grad or (projected and w_hr_grad)):
         later, earlier = (dhg[:-1], y[1:]) if reverse else (dhg[1:], y[:-1])
+        if rmask is not None:  # what the products read
+            earlier = earlier * rmask.to(y.dtype)
         later, earlier = later.reshape(-1, GH), earlier.reshape(-1, H)
         if w_hh_grad:
             d_w_hh = later.t() @ (earlier @ w_hr.t() if projected else earlier)
@@ -210,7 +224,7 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
         if T == 1:
             d_w_hh = w_hh.new_zeros(w_hh.shape)
         if has_init:
-            d_w_hh = d_w_hh + first.t() @ h0
+            d_w_hh = d_w_hh + first.t() @ (h0 * rmask.to(h0.dtype) if rmask is not None else h0)
     if projected and w_hr_grad and T == 1:
         d_w_hr = w_hr.new_zeros(w_hr.shape)
     if projected:
@@ -221,6 +235,15 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
         d_h0 = (dh + dh_rec.to(compute)).to(y.dtype)
     d_c0 = dc.to(y.dtype) if cell.has_cell_state else y.new_empty(0)
     return dgx, d_w_hh, dhg.sum((0, 1)), d_h0, d_c0, d_w_hr
+
+
+def _recurrent_mask(mask: torch.Tensor | None, compute: torch.dtype, projected: bool) -> torch.Tensor | None:
+    """The recurrent-dropout mask as the kernels read it: contiguous, in the compute dtype."""
+    if mask is None:
+        return None
+    if projected:
+        raise ValueError("fusedrnn: recurrent dropout with an LSTM projection (proj_size > 0) is not implemented")
+    return mask.to(compute).contiguous()
 
 
 def _contiguous(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:

@@ -1,0 +1,37 @@
+"""One direction of one layer as a loop of torch ops over time, batched over rows: how a fused layer runs
+a regulariser that torch's own RNN implementations (cuDNN, oneDNN) cannot run (recurrent dropout) when
+its backend is torch's (`backend="torch"`, or "auto" on CPU tensors).
+
+Per-row lengths by masking (a finished row keeps its state, its outputs are zero); the reverse direction
+reads each row's own times, from its last element back. The step is the cell's `reference_step`.
+"""
+
+import torch
+
+from fusedrnn.cells import cell
+
+
+def direction(mode: str, x: torch.Tensor, weights: tuple, state: tuple, lengths: torch.Tensor | None,
+              reverse: bool, recurrent_mask: torch.Tensor | None) -> tuple[torch.Tensor, tuple]:
+    """x (T, B, I); weights (w_ih, w_hh[, b_ih, b_hh]); state: the cell's states, each (B, H); lengths (B,) or
+    None; recurrent_mask (B, H) or None: the recurrent product reads h * mask. Returns y (T, B, H) and the
+    final states."""
+    step = cell(mode).reference_step
+    T, B = x.shape[:2]
+    H = state[0].shape[1]
+    lengths = torch.full((B,), T) if lengths is None else lengths
+    lengths = lengths.to(device=x.device, dtype=torch.long)
+    steps = torch.arange(T, device=x.device)[:, None]  # (T, 1): processing step k, or time t
+    active = steps < lengths  # (T, B): row b is inside its sequence at step k
+    # The time row b reads at processing step k; the same map takes time t to the step that wrote y[t].
+    times = (lengths - 1 - steps).clamp(min=0) if reverse else steps.expand(T, B)
+    rows = torch.arange(B, device=x.device)
+    outputs = []
+    for k in range(T):
+        recurrent = state[0] * recurrent_mask if recurrent_mask is not None else None
+        new = step(x[times[k], rows], state, *weights, recurrent=recurrent)
+        keep = active[k][:, None]
+        state = tuple(torch.where(keep, n, s) for n, s in zip(new, state))
+        outputs.append(torch.where(keep, new[0], 0))
+    y = torch.stack(outputs).gather(0, times[..., None].expand(T, B, H))
+    return torch.where(active[..., None], y, 0), state
