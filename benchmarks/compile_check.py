@@ -71,7 +71,8 @@ def ptxas_report(compiled, arch: int) -> str:
             f"{spill.group(2) if spill else '?'} B, stack {frame.group(1) if frame else '?'} B")
 
 
-def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, programs: int):
+def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, programs: int,
+                 recurrent_mask: bool = False):
     """(direction, kernel, values, constexprs, Tiles) for one cell, dtype and shape, as driver.py builds them."""
     the_cell = cell(mode)
     dtype, code = DTYPES[dtype_name]
@@ -85,13 +86,14 @@ def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, prog
                    y_ptr=code, acts_ptr=code, lengths_ptr="i32", rmask_ptr="fp32", sync_ptr="i32", **sizes)
     yield "forward", kernels.forward_kernel, forward, dict(
         CELL_STEP=the_cell.forward_step, CELL_VARIANT=the_cell.variant, HAS_LENGTHS=False, REVERSE=False,
-        STORE_ACTS=True, GEMM_IN_KERNEL=gemm, HAS_BIAS=True, RECURRENT_MASK=False, **common), t
+        STORE_ACTS=True, GEMM_IN_KERNEL=gemm, HAS_BIAS=True, RECURRENT_MASK=recurrent_mask, **common), t
     backward = dict(acts_ptr=code, y_ptr=code, h0_ptr=code, c0_ptr=code, dy_ptr=code, dh_rec_ptr=code, w_hh_ptr=code,
                     dh_ptr="fp32", dc_ptr="fp32", dgx_ptr=code, dhg_ptr=code, dstep_ptr=code, dstep_flip=0,
                     lengths_ptr="i32", rmask_ptr="fp32", sync_ptr="i32", **sizes)
     yield "backward", kernels.backward_kernel, backward, dict(
         CELL_STEP=the_cell.backward_step, CELL_VARIANT=the_cell.variant, GATES=the_cell.gates, HAS_INIT=True,
-        HAS_LENGTHS=False, REVERSE=False, WRITE_STEP=False, GEMM_IN_KERNEL=gemm, RECURRENT_MASK=False, **common), t
+        HAS_LENGTHS=False, REVERSE=False, WRITE_STEP=False, GEMM_IN_KERNEL=gemm, RECURRENT_MASK=recurrent_mask,
+        **common), t
 
 
 def main(argv=None) -> int:
@@ -102,6 +104,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dtypes", default="bfloat16,float32")
     parser.add_argument("--cells", default=",".join(MODES))
     parser.add_argument("--strategy", default="triton-persistent")
+    parser.add_argument("--recurrent-mask", action="store_true", help="the kernels with recurrent dropout's mask")
     args = parser.parse_args(argv)
     failures = 0
     for mode in args.cells.split(","):
@@ -109,7 +112,7 @@ def main(argv=None) -> int:
             for shape in args.shapes.split(","):
                 B, H = (int(v) for v in shape.split("x"))
                 for direction, kernel, values, constexprs, t in kernel_cases(
-                        mode, dtype_name, B, H, args.strategy, args.programs):
+                        mode, dtype_name, B, H, args.strategy, args.programs, args.recurrent_mask):
                     label = (f"{mode:4} {dtype_name:8} B={B:<4} H={H:<5} {direction:8} tiles {t.block_b}x{t.block_h} "
                              f"k{t.block_k} w{t.num_warps}, {min(t.count(B, H), args.programs)} programs")
                     options = {k: v for k, v in t.meta().items() if k in ("num_warps", "num_stages")}

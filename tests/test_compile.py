@@ -18,16 +18,17 @@ from fusedrnn.cells import MODES
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("strategy, shapes, dtypes", [
-    ("triton-persistent", "16x1024,256x1024", "bfloat16,float32"),
-    ("triton-fusedstep", "64x512", "bfloat16"),
-    ("triton", "64x512", "float16"),
+@pytest.mark.parametrize("strategy, shapes, dtypes, options", [
+    ("triton-persistent", "16x1024,256x1024", "bfloat16,float32", []),
+    ("triton-fusedstep", "64x512", "bfloat16", []),
+    ("triton", "64x512", "float16", []),
+    ("triton-persistent", "64x512", "float32", ["--recurrent-mask"]),  # recurrent dropout's kernels
 ])
-def test_kernels_compile_for_hopper(strategy, shapes, dtypes):
+def test_kernels_compile_for_hopper(strategy, shapes, dtypes, options):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile, do not interpret
     run = subprocess.run(
         [sys.executable, "benchmarks/compile_check.py", "--arch", "90", "--strategy", strategy, "--shapes", shapes,
-         "--dtypes", dtypes],
+         "--dtypes", dtypes, *options],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
     assert run.returncode == 0, run.stdout + run.stderr
