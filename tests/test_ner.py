@@ -10,6 +10,7 @@ import torch
 from fusedrnn.lightning_modules.ner import NERTagger, other_occurrences_mean
 from fusedrnn.lightning_modules.ner.cli import main
 from fusedrnn.lightning_modules.ner.data import CASINGS, ConllDataModule, DocumentBatches, casing, collate, read_conll
+from fusedrnn.lightning_modules.ner.net import NERNet
 from fusedrnn.lightning_modules.ner.tag_schemes import spans
 
 PEOPLE = ["Alice", "Bob", "Carol", "Dmitri", "Eve"]
@@ -98,6 +99,17 @@ def fit_args(data, tmp_path, backend, extra=()):
 @pytest.mark.parametrize("backend", ["torch", "triton"])
 def test_fast_dev_run_fit_with_both_backends(data, tmp_path, backend):
     assert main(fit_args(data, tmp_path, backend, ["--trainer.fast_dev_run", "1"])) == 0
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_fast_dev_run_with_the_regularisers(data, tmp_path, backend, monkeypatch):
+    built = []
+    real_init = NERNet.__init__
+    monkeypatch.setattr(NERNet, "__init__", lambda self, *a, **k: built.append(self) or real_init(self, *a, **k))
+    extra = ["--trainer.fast_dev_run", "1", "--model.weight_drop", "0.3", "--model.recurrent_dropout", "0.2"]
+    assert main(fit_args(data, tmp_path, backend, extra)) == 0
+    word_rnn = built[-1].word_rnn
+    assert (word_rnn.weight_drop, word_rnn.recurrent_dropout) == (0.3, 0.2)
 
 
 def test_fast_dev_run_with_every_input_feature(data, tmp_path):

@@ -40,6 +40,7 @@ class CharLM(NetWrapper):
         dropout: on the embeddings, between recurrent layers and before the head.
         tie_weights: share the embedding matrix with the head (needs embedding_dim == hidden_size).
         weight_drop: DropConnect on the recurrent weights in training (AWD-LSTM's; fusedrnn.LSTM's option).
+        recurrent_dropout: variational dropout on the state entering the recurrent product (fusedrnn.LSTM's).
         backend: the fused layers' backend: "auto" (Triton on CUDA), "triton-fusedstep", "triton" or "torch".
         lr: AdamW's (peak) learning rate.
         weight_decay: AdamW's decoupled weight decay.
@@ -65,13 +66,15 @@ class CharLM(NetWrapper):
         warmup_steps: int = 100,
         min_lr_ratio: float = 0.1,
         weight_drop: float = 0.0,
+        recurrent_dropout: float = 0.0,
     ):
         super().__init__()
         check_lr_schedule(lr_schedule)
         self.save_hyperparameters()
         self.vocab = CharVocab(vocab)
         self.net = CharLMNet(
-            len(self.vocab), cell, embedding_dim, hidden_size, num_layers, dropout, tie_weights, backend, weight_drop
+            len(self.vocab), cell, embedding_dim, hidden_size, num_layers, dropout, tie_weights, backend, weight_drop,
+            recurrent_dropout,
         )
         # The state carried between batches, per stage; never saved, reset each epoch.
         self._state: dict[str, object] = {}

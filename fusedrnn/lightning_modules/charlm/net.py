@@ -14,7 +14,7 @@ class CharLMNet(nn.Module):
 
     def __init__(
         self, vocab_size: int, cell: str, embedding_dim: int, hidden_size: int, num_layers: int, dropout: float,
-        tie_weights: bool, backend: Backend, weight_drop: float = 0.0,
+        tie_weights: bool, backend: Backend, weight_drop: float = 0.0, recurrent_dropout: float = 0.0,
     ):
         super().__init__()
         if cell not in ("lstm", "gru"):
@@ -36,6 +36,7 @@ class CharLMNet(nn.Module):
             dropout=dropout if num_layers > 1 else 0.0,
             backend=backend,
             weight_drop=weight_drop,
+            recurrent_dropout=recurrent_dropout,
         )
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, vocab_size)

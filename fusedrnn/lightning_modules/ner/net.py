@@ -33,7 +33,8 @@ class NERNet(nn.Module):
     def __init__(
         self, num_words: int, num_chars: int, num_tags: int, feature_sizes: Sequence[int], word_dim: int,
         char_dim: int, char_hidden: int, case_dim: int, feature_dim: int, hidden_size: int, num_layers: int,
-        dropout: float, document_context: bool, cell: str, backend: str | None,
+        dropout: float, document_context: bool, cell: str, backend: str | None, weight_drop: float = 0.0,
+        recurrent_dropout: float = 0.0,
     ):
         super().__init__()
         if cell not in ("lstm", "gru"):
@@ -52,7 +53,8 @@ class NERNet(nn.Module):
         word_features = word_dim + case_dim + len(self.feature_embeddings) * feature_dim + 2 * char_hidden
         self.word_rnn = rnn(
             word_features, hidden_size, num_layers, batch_first=True, bidirectional=True,
-            dropout=dropout if num_layers > 1 else 0.0, backend=backend,
+            dropout=dropout if num_layers > 1 else 0.0, backend=backend, weight_drop=weight_drop,
+            recurrent_dropout=recurrent_dropout,
         )
         self.drop = nn.Dropout(dropout)
         self.emit = nn.Linear((4 if document_context else 2) * hidden_size, num_tags)
