@@ -88,10 +88,11 @@ def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, prog
         STORE_ACTS=True, GEMM_IN_KERNEL=gemm, HAS_BIAS=True, **common), t
     backward = dict(acts_ptr=code, y_ptr=code, h0_ptr=code, c0_ptr=code, dy_ptr=code, dh_rec_ptr=code, w_hh_ptr=code,
                     dh_ptr="fp32", dc_ptr="fp32", dgx_ptr=code, dhg_ptr=code, dstep_ptr=code, dstep_flip=0,
-                    lengths_ptr="i32", sync_ptr="i32", **sizes)
+                    lengths_ptr="i32", flow_ptr="fp32", clip_ptr="fp32", sync_ptr="i32", **sizes)
     yield "backward", kernels.backward_kernel, backward, dict(
         CELL_STEP=the_cell.backward_step, CELL_VARIANT=the_cell.variant, GATES=the_cell.gates, HAS_INIT=True,
-        HAS_LENGTHS=False, REVERSE=False, WRITE_STEP=False, GEMM_IN_KERNEL=gemm, **common), t
+        HAS_LENGTHS=False, REVERSE=False, WRITE_STEP=False, GEMM_IN_KERNEL=gemm, RECORD_FLOW=False, CLIP=0,
+        **common), t
 
 
 def main(argv=None) -> int:
