@@ -71,8 +71,9 @@ def ptxas_report(compiled, arch: int) -> str:
             f"{spill.group(2) if spill else '?'} B, stack {frame.group(1) if frame else '?'} B")
 
 
-def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, programs: int):
-    """(direction, kernel, values, constexprs, Tiles) for one cell, dtype and shape, as driver.py builds them."""
+def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, programs: int, flow: int = 0):
+    """(direction, kernel, values, constexprs, Tiles) for one cell, dtype and shape, as driver.py builds them;
+    flow > 0: the backward records the gradient flow and clips with CLIP=flow (fusedrnn/gradient_flow.py)."""
     the_cell = cell(mode)
     dtype, code = DTYPES[dtype_name]
     t = tiles.choose(strategy, B, H, dtype, programs=programs)
@@ -91,7 +92,7 @@ def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, prog
                     lengths_ptr="i32", flow_ptr="fp32", clip_ptr="fp32", sync_ptr="i32", **sizes)
     yield "backward", kernels.backward_kernel, backward, dict(
         CELL_STEP=the_cell.backward_step, CELL_VARIANT=the_cell.variant, GATES=the_cell.gates, HAS_INIT=True,
-        HAS_LENGTHS=False, REVERSE=False, WRITE_STEP=False, GEMM_IN_KERNEL=gemm, RECORD_FLOW=False, CLIP=0,
+        HAS_LENGTHS=False, REVERSE=False, WRITE_STEP=False, GEMM_IN_KERNEL=gemm, RECORD_FLOW=flow > 0, CLIP=flow,
         **common), t
 
 
@@ -103,6 +104,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dtypes", default="bfloat16,float32")
     parser.add_argument("--cells", default=",".join(MODES))
     parser.add_argument("--strategy", default="triton-persistent")
+    parser.add_argument("--gradient-flow", type=int, default=0, choices=(0, 1, 2),
+                        help="compile the backward recording the gradient flow and clipping (1 value, 2 norm)")
     args = parser.parse_args(argv)
     failures = 0
     for mode in args.cells.split(","):
@@ -110,7 +113,7 @@ def main(argv=None) -> int:
             for shape in args.shapes.split(","):
                 B, H = (int(v) for v in shape.split("x"))
                 for direction, kernel, values, constexprs, t in kernel_cases(
-                        mode, dtype_name, B, H, args.strategy, args.programs):
+                        mode, dtype_name, B, H, args.strategy, args.programs, args.gradient_flow):
                     label = (f"{mode:4} {dtype_name:8} B={B:<4} H={H:<5} {direction:8} tiles {t.block_b}x{t.block_h} "
                              f"k{t.block_k} w{t.num_warps}, {min(t.count(B, H), args.programs)} programs")
                     options = {k: v for k, v in t.meta().items() if k in ("num_warps", "num_stages")}
