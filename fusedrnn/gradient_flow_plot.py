@@ -16,13 +16,15 @@ def figure(n_panels: int, width: float = 5.6, height: float = 4.2):
     return fig, [fig.add_subplot(1, n_panels, i + 1) for i in range(n_panels)]
 
 
-def draw_profiles(ax, curves: dict[str, torch.Tensor], title: str) -> None:
-    """Each curve: (T,) mean norms by distance (NaN where no row reaches); drawn where finite and positive."""
+def draw_profiles(ax, curves: dict[str, torch.Tensor], title: str, styles: dict[str, dict] | None = None) -> None:
+    """Each curve: (T,) mean norms by distance (NaN where no row reaches); drawn where finite and positive,
+    with matplotlib line options styles[label] when given."""
     for label, profile in curves.items():
         profile = profile.double()
         distance = torch.arange(len(profile))
         keep = torch.isfinite(profile) & (profile > 0)
-        ax.plot(distance[keep].numpy(), profile[keep].numpy(), label=label, linewidth=1.4)
+        ax.plot(distance[keep].numpy(), profile[keep].numpy(), label=label, linewidth=1.4,
+                **(styles or {}).get(label, {}))
     ax.set_yscale("log")
     ax.set_xlabel("distance from the loss end (backward steps)")
     ax.set_ylabel("mean ||dL/dh_t||")
