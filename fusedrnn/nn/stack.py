@@ -101,7 +101,8 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
     T = x.size(0)
     clip = getattr(rnn, "recurrent_grad_clip", None)
     recorder, name = getattr(rnn, "_gradient_flow", None) or (None, "")
-    all_lengths = lengths if lengths is not None else torch.full((x.size(1),), T)
+    if recorder is not None:
+        all_lengths = lengths if lengths is not None else torch.full((x.size(1),), T)
     directions = 2 if rnn.bidirectional else 1
     n_states = REGISTRY[rnn.mode].states
     if lengths is not None:
