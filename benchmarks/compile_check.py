@@ -71,9 +71,11 @@ def ptxas_report(compiled, arch: int) -> str:
             f"{spill.group(2) if spill else '?'} B, stack {frame.group(1) if frame else '?'} B")
 
 
-def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, programs: int,
+def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, programs: int, flow: int = 0,
                  recurrent_mask: bool = False):
-    """(direction, kernel, values, constexprs, Tiles) for one cell, dtype and shape, as driver.py builds them."""
+    """(direction, kernel, values, constexprs, Tiles) for one cell, dtype and shape, as driver.py builds them;
+    flow > 0: the backward records the gradient flow and clips with CLIP=flow (fusedrnn/gradient_flow.py);
+    recurrent_mask: the kernels with recurrent dropout's mask."""
     the_cell = cell(mode)
     dtype, code = DTYPES[dtype_name]
     t = tiles.choose(strategy, B, H, dtype, programs=programs)
@@ -89,10 +91,11 @@ def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, prog
         STORE_ACTS=True, GEMM_IN_KERNEL=gemm, HAS_BIAS=True, RECURRENT_MASK=recurrent_mask, **common), t
     backward = dict(acts_ptr=code, y_ptr=code, h0_ptr=code, c0_ptr=code, dy_ptr=code, dh_rec_ptr=code, w_hh_ptr=code,
                     dh_ptr="fp32", dc_ptr="fp32", dgx_ptr=code, dhg_ptr=code, dstep_ptr=code, dstep_flip=0,
-                    lengths_ptr="i32", rmask_ptr="fp32", sync_ptr="i32", **sizes)
+                    lengths_ptr="i32", rmask_ptr="fp32", flow_ptr="fp32", clip_ptr="fp32", sync_ptr="i32", **sizes)
     yield "backward", kernels.backward_kernel, backward, dict(
         CELL_STEP=the_cell.backward_step, CELL_VARIANT=the_cell.variant, GATES=the_cell.gates, HAS_INIT=True,
         HAS_LENGTHS=False, REVERSE=False, WRITE_STEP=False, GEMM_IN_KERNEL=gemm, RECURRENT_MASK=recurrent_mask,
+        RECORD_FLOW=flow > 0, CLIP=flow,
         **common), t
 
 
@@ -105,6 +108,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cells", default=",".join(MODES))
     parser.add_argument("--strategy", default="triton-persistent")
     parser.add_argument("--recurrent-mask", action="store_true", help="the kernels with recurrent dropout's mask")
+    parser.add_argument("--gradient-flow", type=int, default=0, choices=(0, 1, 2),
+                        help="compile the backward recording the gradient flow and clipping (1 value, 2 norm)")
     args = parser.parse_args(argv)
     failures = 0
     for mode in args.cells.split(","):
@@ -112,7 +117,8 @@ def main(argv=None) -> int:
             for shape in args.shapes.split(","):
                 B, H = (int(v) for v in shape.split("x"))
                 for direction, kernel, values, constexprs, t in kernel_cases(
-                        mode, dtype_name, B, H, args.strategy, args.programs, args.recurrent_mask):
+                        mode, dtype_name, B, H, args.strategy, args.programs, args.gradient_flow,
+                        args.recurrent_mask):
                     label = (f"{mode:4} {dtype_name:8} B={B:<4} H={H:<5} {direction:8} tiles {t.block_b}x{t.block_h} "
                              f"k{t.block_k} w{t.num_warps}, {min(t.count(B, H), args.programs)} programs")
                     options = {k: v for k, v in t.meta().items() if k in ("num_warps", "num_stages")}

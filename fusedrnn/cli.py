@@ -9,6 +9,7 @@ COMMANDS = {
     "charlm": ("fusedrnn.lightning_modules.charlm.cli", "character language model: fit, validate, test, sample"),
     "ner": ("fusedrnn.lightning_modules.ner.cli", "BiLSTM-CRF named-entity tagger: fit, validate, test"),
     "seq2seq": ("fusedrnn.lightning_modules.seq2seq.cli", "attention encoder-decoder: fit, validate, test, translate"),
+    "study": ("fusedrnn.studies", "runnable studies: gradient-flow (vanishing and exploding gradients)"),
 }
 
 

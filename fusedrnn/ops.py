@@ -28,11 +28,13 @@ NO_DOUBLE_BACKWARD = (
 @torch.library.custom_op("fusedrnn::recurrence", mutates_args=())
 def recurrence_op(mode: str, strategy: str, gx: Tensor, w_hh: Tensor, b_hh: Tensor | None, h0: Tensor | None,
                   c0: Tensor | None, lengths: Tensor | None, reverse: bool, store_acts: bool,
-                  allow_tf32: bool, w_hr: Tensor | None = None,
-                  recurrent_mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                  allow_tf32: bool, w_hr: Tensor | None = None, flow_id: int = 0, clip_mode: str = "",
+                  clip: float = 0.0, recurrent_mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(y, h_n, c_n, acts); c_n is empty for a cell without a cell state, acts unless store_acts. With w_hr
-    (P, H), y and h_n are unprojected (width H) while w_hh is (4H, P) and h0 (B, P). With recurrent_mask
-    (B, H), each step's recurrent product reads h_{t-1} * recurrent_mask."""
+    (P, H), y and h_n are unprojected (width H) while w_hh is (4H, P) and h0 (B, P). flow_id, clip_mode and
+    clip are for the backward only (fusedrnn/gradient_flow.py); the calls that leave them out are the default
+    path's, whose graphs they do not change. With recurrent_mask (B, H), each step's recurrent product reads
+    h_{t-1} * recurrent_mask."""
     from fusedrnn.strategies import driver
 
     return driver.forward(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32, w_hr,
@@ -40,8 +42,8 @@ def recurrence_op(mode: str, strategy: str, gx: Tensor, w_hh: Tensor, b_hh: Tens
 
 
 @recurrence_op.register_fake
-def _(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32, w_hr=None,
-      recurrent_mask=None):
+def _(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32, w_hr=None, flow_id=0,
+      clip_mode="", clip=0.0, recurrent_mask=None):
     spec = cell(mode)
     T, B, _ = gx.shape
     H = w_hh.shape[0] // spec.gates
@@ -54,33 +56,42 @@ def _(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allo
 def recurrence_backward_op(mode: str, strategy: str, dy: Tensor, dh: Tensor, dc: Tensor, acts: Tensor, y: Tensor,
                            w_hh: Tensor, h0: Tensor | None, c0: Tensor | None, lengths: Tensor | None, reverse: bool,
                            allow_tf32: bool, w_hh_grad: bool, w_hr: Tensor | None = None,
-                           w_hr_grad: bool = False, recurrent_mask: Tensor | None = None,
-                           ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(dgx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr); d_c0 is empty for a cell without a cell state, d_w_hh unless
-    w_hh_grad, d_w_hr unless w_hr is given and w_hr_grad (the recurrence's share of W_hr's gradient)."""
+                           w_hr_grad: bool = False, record_flow: bool = False, clip_mode: str = "",
+                           clip: float = 0.0, recurrent_mask: Tensor | None = None,
+                           ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(dgx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr, flow); d_c0 is empty for a cell without a cell state, d_w_hh
+    unless w_hh_grad, d_w_hr unless w_hr is given and w_hr_grad (the recurrence's share of W_hr's gradient),
+    flow unless record_flow (the norms of dL/dh_t, and dL/dc_t, per row: (states, T, B))."""
     from fusedrnn.strategies import driver
 
     return driver.backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32, w_hh_grad,
-                           w_hr, w_hr_grad, recurrent_mask)
+                           w_hr, w_hr_grad, record_flow, clip_mode, clip, recurrent_mask)
 
 
 @recurrence_backward_op.register_fake
 def _(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32, w_hh_grad, w_hr=None,
-      w_hr_grad=False, recurrent_mask=None):
+      w_hr_grad=False, record_flow=False, clip_mode="", clip=0.0, recurrent_mask=None):
     T, B, H = y.shape
+    compute = torch.float64 if y.dtype == torch.float64 else torch.float32
+    flow = y.new_empty(cell(mode).states, T, B, dtype=compute) if record_flow else y.new_empty(0)
     d_w_hh = y.new_empty(w_hh.shape) if w_hh_grad else y.new_empty(0)
     d_c0 = y.new_empty(B, H) if cell(mode).has_cell_state else y.new_empty(0)
     d_w_hr = y.new_empty(w_hr.shape) if w_hr is not None and w_hr_grad else y.new_empty(0)
     return (y.new_empty(T, B, w_hh.shape[0]), d_w_hh, y.new_empty(w_hh.shape[0]), y.new_empty(B, w_hh.shape[1]),
-            d_c0, d_w_hr)
+            d_c0, d_w_hr, flow)
+
+
+# The trailing arguments of fusedrnn::recurrence that a call may leave out, with their defaults.
+_OPTIONAL = (None, 0, "", 0.0, None)  # w_hr, flow_id, clip_mode, clip, recurrent_mask
 
 
 def _setup_context(ctx, inputs, output) -> None:
-    mode, strategy, _, w_hh, b_hh, h0, c0, lengths, reverse, _, allow_tf32, w_hr, recurrent_mask = (
-        *inputs, None, None)[:13]
+    (mode, strategy, _, w_hh, _, h0, c0, lengths, reverse, _, allow_tf32, w_hr, flow_id, clip_mode,
+     clip, recurrent_mask) = (*inputs, *_OPTIONAL[len(inputs) - 11:])
     y, _, _, acts = output
     ctx.save_for_backward(acts, y, w_hh, h0, c0, lengths, w_hr, recurrent_mask)
     ctx.options = mode, strategy, reverse, allow_tf32
+    ctx.flow = flow_id, clip_mode, clip
     ctx.mark_non_differentiable(acts)
     ctx.set_materialize_grads(False)  # a zero gradient for acts would cost as much memory as acts
 
@@ -94,12 +105,21 @@ def _backward(ctx, dy, dh, dc, _):
     # By argument: mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, ..., w_hr, recurrent_mask. A call may
     # leave out the last ones (their defaults), and then AOT's autograd asks for the arguments given only.
     given = len(ctx.needs_input_grad)
-    needs = (*ctx.needs_input_grad, False, False)[:13]
-    grads = _recurrence_backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32,
-                                 needs[3], w_hr, needs[11], recurrent_mask)
+    needs = (*ctx.needs_input_grad, False)[:12]
+    flow_id, clip_mode, clip = ctx.flow
+    # The default path passes none of the optional arguments.
+    extra = (flow_id != 0, clip_mode, clip) if flow_id or clip_mode or recurrent_mask is not None else ()
+    extra += (recurrent_mask,) if recurrent_mask is not None else ()
+    *grads, flow = _recurrence_backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse,
+                                        allow_tf32, needs[3], w_hr, needs[11], *extra)
+    if flow_id:
+        from fusedrnn import gradient_flow
+
+        gradient_flow.deliver(flow_id, flow)
     d_gx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr = (
         g if needed else None for g, needed in zip(grads, (*needs[2:7], needs[11])))
-    return (None, None, d_gx, d_w_hh, d_b_hh, d_h0, d_c0, None, None, None, None, d_w_hr, None)[:given]
+    return (None, None, d_gx, d_w_hh, d_b_hh, d_h0, d_c0, None, None, None, None, d_w_hr, None, None, None,
+            None)[:given]
 
 
 def _save_nothing(ctx, inputs, output) -> None:
@@ -142,6 +162,8 @@ def recurrence(
     strategy: str = "triton",
     allow_tf32: bool = False,
     w_hr: Tensor | None = None,
+    recurrent_grad_clip: tuple[str, float] | None = None,
+    flow_id: int = 0,
     recurrent_mask: Tensor | None = None,
 ) -> tuple[Tensor, ...]:
     """Differentiable recurrence of one direction of a `mode` cell ("LSTM", "GRU") by a Triton `strategy`
@@ -155,6 +177,8 @@ def recurrence(
     w_hr: an LSTM's projection (P, H), as nn.LSTM's weight_hr with proj_size P: then w_hh is (4H, P), h0 and
     h_n are (B, P), c0 and c_n (B, H), y is (T, B, P) (every strategy runs the stepwise pattern then, with
     the projection a cuBLAS GEMM between the step kernels: fusedrnn/strategies/driver.py).
+    recurrent_grad_clip: ("value", v) or ("norm", v) clips dL/dh_t at every step of the backward; flow_id:
+    where the backward delivers the norms of dL/dh_t (fusedrnn/gradient_flow.py; both off by default).
     recurrent_mask: (B, H) or None; each step's recurrent product reads h_{t-1} * recurrent_mask (variational
     recurrent dropout: one mask per sequence, drawn by the caller; not with w_hr). Not differentiated.
 
@@ -173,10 +197,19 @@ def recurrence(
     # inputs that require grad, so grad mode is read here, outside it.
     store_acts = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (gx, w_hh, b_hh, h0, c0, w_hr))
-    if recurrent_mask is not None:
-        recurrent_mask = recurrent_mask.detach()
+    extra = ()  # the default path passes none of the optional arguments
+    if flow_id or recurrent_grad_clip is not None or recurrent_mask is not None:
+        from fusedrnn.gradient_flow import check_clip
+
+        if w_hr is not None:
+            raise ValueError("recording or clipping the gradient through time, or recurrent dropout, is not "
+                             "implemented with a projection (proj_size > 0)")
+        if flow_id and torch.compiler.is_compiling():
+            raise RuntimeError("fusedrnn.record_gradient_flow does not work under torch.compile: record in eager mode")
+        clip_mode, clip = check_clip(recurrent_grad_clip) if recurrent_grad_clip is not None else ("", 0.0)
+        extra = (flow_id, clip_mode, clip) + ((recurrent_mask.detach(),) if recurrent_mask is not None else ())
     y, h_n, c_n, _ = _recurrence(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32,
-                                 w_hr, recurrent_mask)
+                                 w_hr, *extra)
     if w_hr is not None:
         y, h_n = _project(y, h_n, w_hr, h0, lengths)
     return (y, h_n, c_n)[: 1 + len(initial)]

@@ -15,11 +15,13 @@ import torch
 from fusedrnn.cells import cell
 
 
-def rnn_direction(mode, x, state, weights, lengths=None, reverse=False, recurrent_mask=None):
+def rnn_direction(mode, x, state, weights, lengths=None, reverse=False, step_hook=None, recurrent_mask=None):
     """One direction of one layer. x: (T, B, I); state: tuple of (B, H); weights: (w_ih, w_hh[, b_ih,
     b_hh][, w_hr]), torch's order: an odd count ends with an LSTM's projection w_hr (P, H), and then h in
-    state and y have width P. recurrent_mask (B, H): every step's recurrent product reads h * mask
-    (variational recurrent dropout), the rest of the cell h itself.
+    state and y have width P. step_hook(b, t, states), when given, is called with the new states (each
+    (1, H)) of row b after its step at time t, before anything reads them (to register autograd hooks on
+    them: the reference of fusedrnn/gradient_flow.py). recurrent_mask (B, H): every step's recurrent product
+    reads h * mask (variational recurrent dropout), the rest of the cell h itself.
 
     Returns y (T, B, H) (or (T, B, P)) and the final state tuple.
     """
@@ -39,6 +41,8 @@ def rnn_direction(mode, x, state, weights, lengths=None, reverse=False, recurren
             row = step(x[t, b : b + 1], row, *weights, recurrent=recurrent)
             if w_hr is not None:
                 row = (row[0] @ w_hr.t(), *row[1:])
+            if step_hook is not None:
+                step_hook(b, t, row)
             y_row[t] = row[0]
         rows_y.append(torch.cat(y_row))
         rows_state.append(row)
@@ -47,9 +51,11 @@ def rnn_direction(mode, x, state, weights, lengths=None, reverse=False, recurren
     return y, final
 
 
-def rnn(mode, x, initial, layer_weights, bidirectional=False, lengths=None, dropout=0.0, recurrent_masks=None):
-    """A stack of layers, with torch's inter-layer dropout when dropout > 0; recurrent_masks[k][d], if given,
-    layer k direction d's recurrent-dropout mask (see rnn_direction).
+def rnn(mode, x, initial, layer_weights, bidirectional=False, lengths=None, dropout=0.0, step_hook=None,
+        recurrent_masks=None):
+    """A stack of layers, with torch's inter-layer dropout when dropout > 0. step_hook(layer, direction, b,
+    t, states): see rnn_direction. recurrent_masks[k][d], if given: layer k direction d's recurrent-dropout
+    mask (see rnn_direction).
 
     x: (T, B, I); initial: tuple of (L * D, B, H) tensors (h (L * D, B, P) with a projection);
     layer_weights[k][d]: the weights of layer k, direction d (see rnn_direction). Returns y (T, B, D * H)
@@ -61,8 +67,10 @@ def rnn(mode, x, initial, layer_weights, bidirectional=False, lengths=None, drop
         outs = []
         for d in range(directions):
             state = tuple(s[k * directions + d] for s in initial)
+            hook = None if step_hook is None else lambda b, t, row, k=k, d=d: step_hook(k, d, b, t, row)
             mask = recurrent_masks[k][d] if recurrent_masks is not None else None
-            y, state = rnn_direction(mode, x, state, per_direction[d], lengths, reverse=d == 1, recurrent_mask=mask)
+            y, state = rnn_direction(mode, x, state, per_direction[d], lengths, reverse=d == 1, step_hook=hook,
+                                     recurrent_mask=mask)
             outs.append(y)
             for acc, s in zip(finals, state):
                 acc.append(s)

@@ -38,3 +38,15 @@ def test_kernels_compile_for_hopper(strategy, shapes, dtypes, options):
     if strategy == "triton-persistent":  # one program per SM: a spill would slow every step of every program
         for line in reports:
             assert re.search(r"spills 0/0 B", line), line
+
+
+def test_gradient_flow_kernels_compile_for_hopper():
+    """The backward with recording and clipping on (fusedrnn/gradient_flow.py) compiles too; spills allowed."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    run = subprocess.run(
+        [sys.executable, "benchmarks/compile_check.py", "--arch", "90", "--strategy", "triton-persistent", "--shapes",
+         "16x1024", "--dtypes", "bfloat16", "--gradient-flow", "1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert len([line for line in run.stdout.splitlines() if " regs, " in line]) == len(MODES) * 2

@@ -243,3 +243,38 @@ def load_block(ptr, at, k, H, live, COMPUTE: tl.constexpr):
 @triton.jit
 def store_block(ptr, at, k, H, value, mask):
     tl.store(ptr + at + k * H, value.to(ptr.dtype.element_ty), mask=mask)
+
+
+# ---- Gradient flow through time (fusedrnn/gradient_flow.py): opt-in, compile-time flags -------------------
+# Off (RECORD_FLOW False, CLIP 0) these helpers compile to nothing. CLIP: 0 off, 1 by value, 2 by norm.
+
+
+@triton.jit
+def record_grad_norm(flow_ptr, q: tl.constexpr, t, rows, tile_h, grad, live, row_ok, T, B, H):
+    """This tile's share of ||grad||^2 for each of its rows at the row's own time t, into column tile_h of
+    the (Q, T, B, cdiv(H, 16)) buffer at flow_ptr (quantity q: 0 the hidden state, 1 the cell state); 0
+    for a row outside its sequence. The host sums the columns after the loop: no atomics, deterministic.
+    cdiv(H, 16) columns hold every strategy's tiles (tiles.py: no tile is narrower than 16 or H)."""
+    partial = tl.sum(tl.where(live, grad * grad, 0.0), axis=1)
+    at = (((t + q * T) * B + rows.to(tl.int64)) * tl.cdiv(H, 16)) + tile_h
+    tl.store(flow_ptr + at, partial.to(flow_ptr.dtype.element_ty), mask=row_ok)
+
+
+@triton.jit
+def observe_hidden_grad(
+    dh, flow_ptr, clip_ptr, t, rows, tile_h, live, row_ok, T, B, H,
+    RECORD_FLOW: tl.constexpr, CLIP: tl.constexpr,
+):
+    """dL/dh_t, the total gradient reaching this step's hidden state (from y_t, from h_n, through the
+    recurrence), as the step goes on to use it: its norm recorded first (RECORD_FLOW), then clipped
+    elementwise to [-v, v] with v at clip_ptr (CLIP 1; a tensor, since a float argument would be rounded to
+    float32), or scaled by each row's factor min(1, v / ||dL/dh_t||) at clip_ptr + row, which the host
+    computed before this step (CLIP 2: a row's norm needs every tile of the row)."""
+    if RECORD_FLOW:
+        record_grad_norm(flow_ptr, 0, t, rows, tile_h, dh, live, row_ok, T, B, H)
+    if CLIP == 1:
+        threshold = tl.load(clip_ptr).to(dh.dtype)
+        dh = tl.minimum(tl.maximum(dh, -threshold), threshold)
+    elif CLIP == 2:
+        dh = dh * tl.load(clip_ptr + rows, mask=row_ok, other=1.0).to(dh.dtype)[:, None]
+    return dh

@@ -14,6 +14,7 @@ from fusedrnn.cells import Cell
 from fusedrnn.cells.common import (
     incoming_hidden_grad,
     load_block,
+    observe_hidden_grad,
     previous_state,
     previous_time,
     recurrent_grad,
@@ -85,11 +86,11 @@ def forward_step(
 @triton.jit
 def backward_step(
     tile_b, tile_h, step, acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, rec_grad_ptr, w_hh_ptr, dh_ptr,
-    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, T, B, H,
+    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, flow_ptr, clip_ptr, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
     GEMM_IN_KERNEL: tl.constexpr, RECURRENT_MASK: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    VARIANT: tl.constexpr,
+    VARIANT: tl.constexpr, RECORD_FLOW: tl.constexpr, CLIP: tl.constexpr,
 ):
     # c0_ptr and dc_ptr are unused: a GRU has no cell state.
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
@@ -97,13 +98,13 @@ def backward_step(
     live = mask & active[:, None]
     state_at = row_offsets(rows, cols, H, 1)
     dh_rec = recurrent_grad(
-        dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, rmask_ptr, step < T - 1, rows, cols, row_ok, mask, H,
-        3 * H,
+        dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, rmask_ptr, step < T - 1, rows, cols, row_ok, mask, H, 3 * H,
         GEMM_IN_KERNEL, RECURRENT_MASK, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
     )
     dh_carry, dh = incoming_hidden_grad(
         dh_rec, dh_ptr, dy_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), live, mask, COMPUTE
     )
+    dh = observe_hidden_grad(dh, flow_ptr, clip_ptr, t, rows, tile_h, live, row_ok, T, B, H, RECORD_FLOW, CLIP)
 
     a_at = seq_offsets(t, rows, cols, B, H, 4)
     r = load_block(acts_ptr, a_at, 0, H, live, COMPUTE)

@@ -14,8 +14,10 @@ from fusedrnn.cells import Cell
 from fusedrnn.cells.common import (
     incoming_hidden_grad,
     load_block,
+    observe_hidden_grad,
     previous_state,
     previous_time,
+    record_grad_norm,
     recurrent_grad,
     recurrent_preactivations,
     row_offsets,
@@ -86,11 +88,11 @@ def forward_step(
 @triton.jit
 def backward_step(
     tile_b, tile_h, step, acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, rec_grad_ptr, w_hh_ptr, dh_ptr,
-    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, T, B, H,
+    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, flow_ptr, clip_ptr, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
     GEMM_IN_KERNEL: tl.constexpr, RECURRENT_MASK: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    VARIANT: tl.constexpr,
+    VARIANT: tl.constexpr, RECORD_FLOW: tl.constexpr, CLIP: tl.constexpr,
 ):
     # y_ptr, h0_ptr and dhg_ptr are unused: an LSTM's gate gradients are dgx itself.
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
@@ -98,13 +100,13 @@ def backward_step(
     live = mask & active[:, None]
     state_at = row_offsets(rows, cols, H, 1)
     dh_rec = recurrent_grad(
-        dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, rmask_ptr, step < T - 1, rows, cols, row_ok, mask, H,
-        4 * H,
+        dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, rmask_ptr, step < T - 1, rows, cols, row_ok, mask, H, 4 * H,
         GEMM_IN_KERNEL, RECURRENT_MASK, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
     )
     dh_carry, dh = incoming_hidden_grad(
         dh_rec, dh_ptr, dy_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), live, mask, COMPUTE
     )
+    dh = observe_hidden_grad(dh, flow_ptr, clip_ptr, t, rows, tile_h, live, row_ok, T, B, H, RECORD_FLOW, CLIP)
     dc_carry = tl.load(dc_ptr + state_at, mask=mask)
 
     a_at = seq_offsets(t, rows, cols, B, H, 5)
@@ -117,6 +119,8 @@ def backward_step(
     c_prev = previous_state(acts_ptr, c0_ptr, prev_at, state_at, live, step, HAS_INIT, COMPUTE)
 
     dc = dc_carry + dh * o * (1.0 - tanh_c * tanh_c)
+    if RECORD_FLOW:  # dL/dc_t, the total gradient reaching this step's cell state
+        record_grad_norm(flow_ptr, 1, t, rows, tile_h, dc, live, row_ok, T, B, H)
     d_i = tl.where(live, dc * g * i * (1.0 - i), 0.0)
     d_f = tl.where(live, dc * c_prev * f * (1.0 - f), 0.0)
     d_g = tl.where(live, dc * i * (1.0 - g * g), 0.0)

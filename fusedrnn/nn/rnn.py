@@ -12,17 +12,36 @@ flag to the user: it also changes how Dynamo treats torch's own RNN modules.
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from fusedrnn._backend import default_backend, resolve
+from fusedrnn._backend import STEPWISE, TRITON_BACKENDS, default_backend, interpreter_enabled, resolve
+from fusedrnn.gradient_flow import check_clip
 from fusedrnn.nn.backend_option import BackendOption
 from fusedrnn.nn.regularizers import Regularizers
 from fusedrnn.nn.stack import fused_rnn_forward
 
 
 class FusedRNNMixin(Regularizers, BackendOption):
-    """Routes forward to the fused kernels or to torch's own forward, by backend and device; takes the
-    regularisers' options (fusedrnn/nn/regularizers.py)."""
+    """Routes forward to the fused kernels or to torch's own forward, by backend and device. Takes the
+    regularisers' options (fusedrnn/nn/regularizers.py) and `recurrent_grad_clip` (None, ("value", v) or
+    ("norm", v): fusedrnn/gradient_flow.py)."""
 
     backend: str | None
+
+    def __init__(self, *args, recurrent_grad_clip: tuple[str, float] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.recurrent_grad_clip = check_clip(recurrent_grad_clip) if recurrent_grad_clip is not None else None
+
+    def extra_repr(self) -> str:
+        clip = getattr(self, "recurrent_grad_clip", None)
+        return super().extra_repr() + (f", recurrent_grad_clip={clip!r}" if clip is not None else "")
+
+    def __prepare_scriptable__(self):
+        if getattr(self, "recurrent_grad_clip", None) is not None:
+            raise RuntimeError("TorchScript runs torch's implementation, which cannot clip the gradient through "
+                               "time: set recurrent_grad_clip=None before scripting")
+        plain = super().__prepare_scriptable__()
+        plain.__dict__.pop("recurrent_grad_clip", None)
+        plain.__dict__.pop("_gradient_flow", None)
+        return plain
 
     def forward(self, input, hx=None):
         if isinstance(input, PackedSequence):
@@ -30,6 +49,9 @@ class FusedRNNMixin(Regularizers, BackendOption):
         else:
             data = input
             batch = input.size(0 if self.batch_first else 1) if input.dim() == 3 else 1
+        in_kernel = getattr(self, "recurrent_grad_clip", None) is not None or getattr(self, "_gradient_flow", None)
+        if in_kernel:
+            return fused_rnn_forward(self, input, hx, self._kernel_backend(data, batch))
         if self.proj_size and (self.backend or default_backend()) == "auto":
             # auto's table and autotuner measured no projected LSTM: torch's implementation (cuDNN) runs.
             implementation = "torch"
@@ -38,6 +60,24 @@ class FusedRNNMixin(Regularizers, BackendOption):
         if implementation != "torch" or self.needs_loop():
             return fused_rnn_forward(self, input, hx, implementation)
         return self.torch_forward(super().forward, input, hx)
+
+    def _kernel_backend(self, data, batch: int) -> str:
+        """The Triton strategy for a forward whose backward records or clips the gradient through time, which
+        only the fused kernels do: the one asked for, or with "auto" the one auto picks, else stepwise."""
+        what = "clipping (recurrent_grad_clip)" if self.recurrent_grad_clip else "recording (record_gradient_flow)"
+        if self.proj_size:
+            raise ValueError(f"gradient {what} is not implemented with a projection (proj_size > 0)")
+        choice = self.backend or default_backend()
+        if choice == "torch":
+            raise ValueError(f"gradient {what} runs in the fused kernels, which backend='torch' does not use: "
+                             f"choose a Triton backend ({', '.join(TRITON_BACKENDS)}) or 'auto'")
+        if choice == "auto":
+            if data.device.type != "cuda" and not interpreter_enabled():
+                raise RuntimeError(f"gradient {what} runs in the fused kernels, which run on CUDA; on the CPU "
+                                   "only in Triton's interpreter (TRITON_INTERPRET=1 set before importing triton)")
+            implementation = resolve("auto", data, self.mode, "sequence", batch, self.hidden_size)
+            return implementation if implementation != "torch" else STEPWISE
+        return resolve(choice, data, self.mode, "sequence")
 
 
 class LSTM(FusedRNNMixin, nn.LSTM):

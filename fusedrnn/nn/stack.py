@@ -69,7 +69,7 @@ def fused_rnn_forward(rnn: nn.RNNBase, input, hx=None, strategy: str = "triton")
         raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
     check_devices_and_dtypes(x, states or (), rnn.weight_ih_l0)
 
-    y, finals = run_layers(rnn, x, states, lengths, strategy)
+    y, finals = run_layers(rnn, x, states, lengths, strategy, unsorted_indices if packed else None)
 
     if packed:
         data_out = pack_padded_sequence(y, lengths, enforce_sorted=True).data
@@ -92,14 +92,21 @@ def _check(rnn: nn.RNNBase, input, states, batch_sizes) -> None:
         rnn.check_forward_args(input, states if len(states) > 1 else states[0], batch_sizes)
 
 
-def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor | None, strategy: str = "triton"):
+def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor | None, strategy: str = "triton",
+               row_order: torch.Tensor | None = None):
     """All layers and directions of `rnn` over padded time-major x (T, B, I) with per-row lengths
     (CPU int64, or None), by the Triton `strategy` (a backend value), or with "torch" by a loop of torch ops
     (fusedrnn/nn/torch_loop.py: a regularised layer on torch's backend). Returns y (T, B, D * H) and the
     final states, each (L * D, B, H); with an LSTM's proj_size P > 0, y is (T, B, D * P) and h_n
     (L * D, B, P). In training, each direction draws its regularisers' masks in the order of
-    fusedrnn/nn/regularizers.py."""
+    fusedrnn/nn/regularizers.py. The module's recurrent_grad_clip and gradient-flow recorder
+    (fusedrnn/gradient_flow.py) go to each recurrence; row_order puts the recorded rows back in the caller's
+    order (a packed batch)."""
     T = x.size(0)
+    clip = getattr(rnn, "recurrent_grad_clip", None)
+    recorder, name = getattr(rnn, "_gradient_flow", None) or (None, "")
+    if recorder is not None:
+        all_lengths = lengths if lengths is not None else torch.full((x.size(1),), T)
     directions = 2 if rnn.bidirectional else 1
     n_states = REGISTRY[rnn.mode].states
     if lengths is not None:
@@ -118,6 +125,8 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
             w_hh = rnn.recurrent_weight(getattr(rnn, f"weight_hh_{suffix}"))  # weight_drop's mask in training
             mask = rnn.recurrent_mask(x.size(1), rnn.hidden_size, x.device)
             if strategy == "torch":
+                if clip is not None or recorder is not None:
+                    raise ValueError("gradient clipping or recording through time runs in the fused kernels only")
                 zeros = x.new_zeros(x.size(1), rnn.hidden_size)
                 initial = tuple(s if s is not None else zeros for s in initial)
                 weights = (w_ih, w_hh, b_ih, b_hh) if rnn.bias else (w_ih, w_hh)
@@ -130,9 +139,11 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
                     # layer: under autocast its GEMMs (hence h and the output) are in autocast's dtype, c in
                     # the input's.
                     gx = gx.to(x.dtype)
+                flow_id = recorder.open(name, layer, d, all_lengths, row_order) if recorder is not None else 0
                 # As nn.LSTM/GRU on cuDNN: float32 recurrent products may use TF32 when cudnn allows it.
                 y, *final = recurrence(rnn.mode, gx, w_hh, b_hh, initial, lengths, d == 1, strategy,
-                                       allow_tf32=torch.backends.cudnn.allow_tf32, w_hr=w_hr, recurrent_mask=mask)
+                                       allow_tf32=torch.backends.cudnn.allow_tf32, w_hr=w_hr,
+                                       recurrent_grad_clip=clip, flow_id=flow_id, recurrent_mask=mask)
             outputs.append(y)
             for acc, s in zip(finals, final):
                 acc.append(s)

@@ -33,6 +33,7 @@ import triton.language as tl
 from fusedrnn._backend import interpreter_enabled
 from fusedrnn.cells import cell as cell_for
 from fusedrnn.strategies import strategy as strategy_for
+from fusedrnn.strategies import tiles
 from fusedrnn.strategies.kernels import backward_kernel, forward_kernel
 from fusedrnn.strategies.launch import TimeLoop
 
@@ -139,15 +140,20 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
 def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, dc: torch.Tensor,
              acts: torch.Tensor, y: torch.Tensor, w_hh: torch.Tensor, h0: torch.Tensor | None,
              c0: torch.Tensor | None, lengths: torch.Tensor | None, reverse: bool, allow_tf32: bool,
-             w_hh_grad: bool, w_hr: torch.Tensor | None = None, w_hr_grad: bool = False,
+             w_hh_grad: bool, w_hr: torch.Tensor | None = None, w_hr_grad: bool = False, record_flow: bool = False,
+             clip_mode: str = "", clip: float = 0.0,
              recurrent_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-    """The forward of `fusedrnn::recurrence_backward`: (dgx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr) from the
+    """The forward of `fusedrnn::recurrence_backward`: (dgx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr, flow) from the
     gradients of y, h_n and c_n (empty for a cell without a cell state, as d_c0) and what the forward saved;
     d_w_hh is empty unless w_hh_grad. With w_hr, y, dy and dh are the unprojected ones (B, H), h0 and d_h0
-    are (B, P), and d_w_hr is the recurrence's share of W_hr's gradient (empty unless w_hr_grad). With the
-    forward's recurrent_mask m, the gradient through each recurrent product is masked by m."""
+    are (B, P), and d_w_hr is the recurrence's share of W_hr's gradient (empty unless w_hr_grad).
+    record_flow: flow is (states, T, B) ||dL/dh_t|| (and ||dL/dc_t||) per row at each row's own time (zero
+    outside its length), else empty. clip_mode "value" or "norm" clips dL/dh_t at `clip` (see
+    fusedrnn/gradient_flow.py); "norm" runs the stepwise pattern, its per-row factors a host op per step.
+    With the forward's recurrent_mask m, the gradient through each recurrent product is masked by m."""
     projected = w_hr is not None
-    cell, strategy = cell_for(mode), _strategy(strategy_name, projected)
+    clip_by_norm = clip_mode == "norm"
+    cell, strategy = cell_for(mode), _strategy(strategy_name, projected or clip_by_norm)
     dy, dh, dc, acts, y, w_hh, h0, c0, lengths, w_hr = _contiguous(
         dy, dh, dc, acts, y, w_hh, h0, c0, lengths, w_hr)
     T, B, H = y.shape
@@ -184,21 +190,40 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
         else:
             torch.mm(step_grad(k), w_hh, out=dh_rec)
 
+    # The per-tile partial sums of squares of dL/dh_t (and dL/dc_t), zeros where a strategy's tiles leave
+    # columns unused; summed after the loop.
+    flow = dh.new_zeros(cell.states, T, B, tiles.flow_columns(H)) if record_flow else None
+    # What the kernels clip with, in the compute dtype: the threshold, or (norm) each row's factor.
+    if clip_by_norm:
+        clip_factors = _norm_clip_factors(0, T, dh_rec, dh, dy, lengths, reverse, clip)
+    elif clip_mode:
+        clip_factors = dh.new_full((1,), clip)
+
     args = dict(
         acts_ptr=acts if acts.numel() else y, y_ptr=y, h0_ptr=h0, c0_ptr=c0, dy_ptr=dy, dh_rec_ptr=dh_rec,
         w_hh_ptr=w_hh, dh_ptr=dh, dc_ptr=dc, dgx_ptr=dgx, dhg_ptr=dhg, dstep_ptr=dsteps,
         dstep_flip=B * GH if write_step and strategy.gemm_in_kernel else 0,
         lengths_ptr=lengths if lengths is not None else y, rmask_ptr=rmask if rmask is not None else y,
+        flow_ptr=flow if record_flow else dh, clip_ptr=clip_factors if clip_mode else dh,
         sync_ptr=_sync_buffer(strategy, y.device), T=T, B=B, H=H,
-    )
+    )  # stand-ins for absent tensors are never read
     flags = dict(
         CELL_STEP=cell.backward_step, CELL_VARIANT=cell.variant, GATES=cell.gates, HAS_INIT=has_init,
         HAS_LENGTHS=lengths is not None, REVERSE=reverse, WRITE_STEP=write_step,
         GEMM_IN_KERNEL=strategy.gemm_in_kernel, RECURRENT_MASK=rmask is not None, COMPUTE=tl_compute,
-        **_gemm_flags(y.dtype, allow_tf32),
+        RECORD_FLOW=record_flow, CLIP=CLIP_MODES[clip_mode], **_gemm_flags(y.dtype, allow_tf32),
     )
+
+    def host_gemm_and_clip(k: int) -> None:
+        """Norm clipping: after step k's GEMM every part of the next step's dL/dh is known."""
+        host_gemm(k)
+        if k < T - 1:
+            # The kernel masks dh_rec as it reads it (recurrent dropout); the norm is of what it adds up.
+            seen = dh_rec * rmask if rmask is not None else dh_rec
+            clip_factors.copy_(_norm_clip_factors(k + 1, T, seen, dh, dy, lengths, reverse, clip))
+
     if B:
-        gemm = None if strategy.gemm_in_kernel else host_gemm
+        gemm = None if strategy.gemm_in_kernel else host_gemm_and_clip if clip_by_norm else host_gemm
         strategy.run(TimeLoop(backward_kernel, args, flags, T, B, H, y.dtype, y.device, gemm, False))
     first = step_grad(T - 1)  # the gate gradients of each row's first step
     if strategy.gemm_in_kernel:
@@ -234,7 +259,30 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
     else:
         d_h0 = (dh + dh_rec.to(compute)).to(y.dtype)
     d_c0 = dc.to(y.dtype) if cell.has_cell_state else y.new_empty(0)
-    return dgx, d_w_hh, dhg.sum((0, 1)), d_h0, d_c0, d_w_hr
+    flow = flow.sum(3).sqrt() if record_flow else y.new_empty(0)
+    return dgx, d_w_hh, dhg.sum((0, 1)), d_h0, d_c0, d_w_hr, flow
+
+
+CLIP_MODES = {"": 0, "value": 1, "norm": 2}  # the kernels' CLIP
+
+
+def _norm_clip_factors(k: int, T: int, dh_rec: torch.Tensor, dh: torch.Tensor, dy: torch.Tensor,
+                       lengths: torch.Tensor | None, reverse: bool, clip: float) -> torch.Tensor:
+    """Each row's factor min(1, clip / ||dL/dh_t||) for the k-th step processed (time step T-1-k, each row
+    at its own time as in the kernels' step_positions), from the parts the kernel will add up: what came
+    through the recurrent GEMM, the direct path, and dy at the row's time."""
+    step = T - 1 - k
+    B = dh.shape[0]
+    rows = torch.arange(B, device=dh.device)
+    if lengths is None:
+        active = torch.ones(B, dtype=torch.bool, device=dh.device)
+        times = torch.full_like(rows, T - 1 - step if reverse else step)
+    else:
+        active = step < lengths
+        times = torch.where(active, lengths - 1 - step, step).long() if reverse else torch.full_like(rows, step)
+    total = dh_rec.to(dh.dtype) + dh + dy[times, rows].to(dh.dtype)
+    norm = total.norm(dim=1)
+    return torch.where(active & (norm > clip), clip / norm, torch.ones_like(norm))
 
 
 def _recurrent_mask(mask: torch.Tensor | None, compute: torch.dtype, projected: bool) -> torch.Tensor | None:

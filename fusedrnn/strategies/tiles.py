@@ -45,9 +45,22 @@ def _chunk(dtype: torch.dtype) -> int:
     return 64 if dtype.itemsize == 2 else 32
 
 
+def flow_columns(H: int) -> int:
+    """Columns of the gradient-flow buffer (fusedrnn/cells/common.py, record_grad_norm): one per tile along H,
+    for every strategy's tiles, which are at least 16 wide or cover all of H (checked in `choose`)."""
+    return triton.cdiv(H, 16)
+
+
 def choose(strategy: str, B: int, H: int, dtype: torch.dtype, programs: int = 0) -> Tiles:
     """Tiles for a strategy (its backend value) at batch B, hidden size H; `programs`: how many programs
     can be resident at once (the persistent strategy; 0 elsewhere)."""
+    tiles = _choose(strategy, B, H, dtype, programs)
+    if triton.cdiv(H, tiles.block_h) > flow_columns(H):
+        raise AssertionError(f"fusedrnn: tiles {tiles} are narrower than the gradient-flow buffer assumes")
+    return tiles
+
+
+def _choose(strategy: str, B: int, H: int, dtype: torch.dtype, programs: int) -> Tiles:
     if strategy == "triton":  # pointwise only: wide tiles, few programs
         block_h = min(triton.next_power_of_2(H), 256)
         block_b = max(1, min(triton.next_power_of_2(B), 2048 // block_h))

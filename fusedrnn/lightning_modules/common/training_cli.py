@@ -19,6 +19,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 
 from fusedrnn.cli_errors import FILE_ERRORS, USAGE_ERROR, UserError, report, report_error
 from fusedrnn.lightning_modules.common.callbacks import GradNorm, PeakMemory, TokenThroughput
+from fusedrnn.lightning_modules.common.gradient_flow import GradientFlowPlot  # noqa: F401  (--trainer.callbacks+=GradientFlowPlot)
 from fusedrnn.lightning_modules.common.model_command import TRAINING_SUBCOMMANDS
 
 
