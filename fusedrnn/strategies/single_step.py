@@ -188,20 +188,23 @@ def backward(mode: str, dh: torch.Tensor | None, dc: torch.Tensor | None, acts: 
             HAS_DH=dh is not None, HAS_DC=dc is not None, SEPARATE_RECURRENT_GRAD=dgh is not dgx,
             COMPUTE=driver.compute_dtype(x.dtype)[1], BLOCK_B=t.block_b, BLOCK_H=t.block_h, num_warps=t.num_warps,
         )
-    nothing = x.new_empty(0)
+
+    def nothing() -> torch.Tensor:  # a fresh one each: outputs of a custom op may not alias each other
+        return x.new_empty(0)
+
     want_x, want_h, want_c, want_w_ih, want_w_hh, want_b_ih, want_b_hh = needs
     # The GEMMs in x's dtype even when the backward runs inside an autocast region.
     autocast_off = (torch.autocast(x.device.type, enabled=False) if torch.is_autocast_enabled(x.device.type)
                     else contextlib.nullcontext())
     with autocast_off:
-        d_x = dgx @ w_ih if want_x else nothing
-        d_h = torch.addmm(dh_prev, dgh, w_hh) if want_h and h is not None else nothing
-        d_w_ih = dgx.t() @ x if want_w_ih else nothing
+        d_x = dgx @ w_ih if want_x else nothing()
+        d_h = torch.addmm(dh_prev, dgh, w_hh) if want_h and h is not None else nothing()
+        d_w_ih = dgx.t() @ x if want_w_ih else nothing()
         if want_w_hh:
             d_w_hh = dgh.t() @ h if h is not None else w_hh.new_zeros(w_hh.shape)
         else:
-            d_w_hh = nothing
-        d_b_ih = dgx.sum(0) if want_b_ih else nothing
-        d_b_hh = dgh.sum(0) if want_b_hh else nothing
-    d_c = dc_prev if want_c and c is not None else nothing
+            d_w_hh = nothing()
+        d_b_ih = dgx.sum(0) if want_b_ih else nothing()
+        d_b_hh = dgh.sum(0) if want_b_hh else nothing()
+    d_c = dc_prev if want_c and c is not None else nothing()
     return d_x, d_h, d_c, d_w_ih, d_w_hh, d_b_ih, d_b_hh
