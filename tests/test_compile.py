@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ("triton-persistent", "16x1024,256x1024", "bfloat16,float32"),
     ("triton-fusedstep", "64x512", "bfloat16"),
     ("triton", "64x512", "float16"),
+    ("single-step", "64x512", "bfloat16"),  # the cells' one-launch step
 ])
 def test_kernels_compile_for_hopper(strategy, shapes, dtypes):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile, do not interpret

@@ -1,4 +1,5 @@
-"""The Elman cell (torch's nn.RNN / nn.RNNCell): float64 reference step, Triton step bodies, specs.
+"""The Elman cell (torch's nn.RNN / nn.RNNCell): float64 reference step, Triton pointwise arithmetic and
+step bodies, specs.
 
 One gate block. Given gx = x W_ih^T + b_ih and hg = h W_hh^T + b_hh:
     h' = act(gx + hg),  act = tanh (mode RNN_TANH, VARIANT 0) or relu (RNN_RELU, VARIANT 1)

@@ -1,4 +1,4 @@
-"""The GRU cell: float64 reference step, Triton step bodies, spec.
+"""The GRU cell: float64 reference step, Triton pointwise arithmetic and step bodies, spec.
 
 PyTorch's formulation, gate order r, z, n. Given gx = x W_ih^T + b_ih and hg = h W_hh^T + b_hh:
     r = sigmoid(gx_r + hg_r),  z = sigmoid(gx_z + hg_z),  n = tanh(gx_n + r * hg_n),

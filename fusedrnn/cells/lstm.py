@@ -1,4 +1,4 @@
-"""The LSTM cell: float64 reference step, Triton step bodies, spec.
+"""The LSTM cell: float64 reference step, Triton pointwise arithmetic and step bodies, spec.
 
 PyTorch's gate order i, f, g, o. Given the input projection gx = x W_ih^T + b_ih (one GEMM before the
 time loop) and the recurrent projection hg = h W_hh^T + b_hh:
