@@ -125,17 +125,8 @@ def recurrent_preactivations(
             BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
         )
     else:
-        r1 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
-        r2 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
-        r3 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
-        r_at = row_offsets(rows, cols, H, GATES)
-        r0 = load_block(hg_ptr, r_at, 0, H, mask, COMPUTE)
-        if GATES >= 2:
-            r1 = load_block(hg_ptr, r_at, 1, H, mask, COMPUTE)
-        if GATES >= 3:
-            r2 = load_block(hg_ptr, r_at, 2, H, mask, COMPUTE)
-        if GATES == 4:
-            r3 = load_block(hg_ptr, r_at, 3, H, mask, COMPUTE)
+        r0, r1, r2, r3, _ = load_blocks(hg_ptr, row_offsets(rows, cols, H, GATES), H, mask, GATES, COMPUTE,
+                                        BLOCK_B, BLOCK_H)
     return r0, r1, r2, r3
 
 
@@ -252,3 +243,40 @@ def load_block(ptr, at, k, H, live, COMPUTE: tl.constexpr):
 @triton.jit
 def store_block(ptr, at, k, H, value, mask):
     tl.store(ptr + at + k * H, value.to(ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def load_blocks(ptr, at, H, mask, COUNT: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
+                BLOCK_H: tl.constexpr):
+    """Blocks 0..COUNT-1 (COUNT <= 5) of a buffer, as five tiles: zeros past COUNT and outside the mask."""
+    b0 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    b1 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    b2 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    b3 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    b4 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    if COUNT >= 1:
+        b0 = load_block(ptr, at, 0, H, mask, COMPUTE)
+    if COUNT >= 2:
+        b1 = load_block(ptr, at, 1, H, mask, COMPUTE)
+    if COUNT >= 3:
+        b2 = load_block(ptr, at, 2, H, mask, COMPUTE)
+    if COUNT >= 4:
+        b3 = load_block(ptr, at, 3, H, mask, COMPUTE)
+    if COUNT >= 5:
+        b4 = load_block(ptr, at, 4, H, mask, COMPUTE)
+    return b0, b1, b2, b3, b4
+
+
+@triton.jit
+def store_blocks(ptr, at, H, b0, b1, b2, b3, b4, mask, COUNT: tl.constexpr):
+    """Blocks 0..COUNT-1 (COUNT <= 5) of a buffer from the first COUNT of five tiles."""
+    if COUNT >= 1:
+        store_block(ptr, at, 0, H, b0, mask)
+    if COUNT >= 2:
+        store_block(ptr, at, 1, H, b1, mask)
+    if COUNT >= 3:
+        store_block(ptr, at, 2, H, b2, mask)
+    if COUNT >= 4:
+        store_block(ptr, at, 3, H, b3, mask)
+    if COUNT >= 5:
+        store_block(ptr, at, 4, H, b4, mask)

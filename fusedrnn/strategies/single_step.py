@@ -26,7 +26,7 @@ import triton
 import triton.language as tl
 
 from fusedrnn.cells import cell as cell_for
-from fusedrnn.cells.common import gate_matmul, load_block, row_offsets, store_block, tile
+from fusedrnn.cells.common import gate_matmul, load_blocks, row_offsets, store_blocks, tile
 from fusedrnn.strategies import driver, tiles
 from fusedrnn.strategies.driver import new_empty
 
@@ -63,28 +63,8 @@ def forward_kernel(
     tl.store(h_out_ptr + at, h.to(h_out_ptr.dtype.element_ty), mask=mask)
     if HAS_CELL_STATE:
         tl.store(c_out_ptr + at, c.to(c_out_ptr.dtype.element_ty), mask=mask)
-    if STORE_ACTS and SAVED_BLOCKS > 0:
-        a_at = row_offsets(rows, cols, H, SAVED_BLOCKS)
-        store_block(acts_ptr, a_at, 0, H, s0, mask)
-        if SAVED_BLOCKS >= 2:
-            store_block(acts_ptr, a_at, 1, H, s1, mask)
-        if SAVED_BLOCKS >= 3:
-            store_block(acts_ptr, a_at, 2, H, s2, mask)
-        if SAVED_BLOCKS >= 4:
-            store_block(acts_ptr, a_at, 3, H, s3, mask)
-        if SAVED_BLOCKS >= 5:
-            store_block(acts_ptr, a_at, 4, H, s4, mask)
-
-
-@triton.jit
-def _store_gates(ptr, at, H, g0, g1, g2, g3, mask, GATES: tl.constexpr):
-    store_block(ptr, at, 0, H, g0, mask)
-    if GATES >= 2:
-        store_block(ptr, at, 1, H, g1, mask)
-    if GATES >= 3:
-        store_block(ptr, at, 2, H, g2, mask)
-    if GATES == 4:
-        store_block(ptr, at, 3, H, g3, mask)
+    if STORE_ACTS:
+        store_blocks(acts_ptr, row_offsets(rows, cols, H, SAVED_BLOCKS), H, s0, s1, s2, s3, s4, mask, SAVED_BLOCKS)
 
 
 @triton.jit
@@ -103,28 +83,14 @@ def backward_kernel(
     h_prev = _load_state(h_ptr, at, mask, HAS_STATE, COMPUTE, BLOCK_B, BLOCK_H)
     c_prev = _load_state(c_ptr, at, mask, HAS_STATE and HAS_CELL_STATE, COMPUTE, BLOCK_B, BLOCK_H)
     h = tl.load(h_out_ptr + at, mask=mask, other=0.0).to(COMPUTE)
-    s0 = h
-    s1 = h
-    s2 = h
-    s3 = h
-    s4 = h
-    if SAVED_BLOCKS > 0:
-        a_at = row_offsets(rows, cols, H, SAVED_BLOCKS)
-        s0 = load_block(acts_ptr, a_at, 0, H, mask, COMPUTE)
-        if SAVED_BLOCKS >= 2:
-            s1 = load_block(acts_ptr, a_at, 1, H, mask, COMPUTE)
-        if SAVED_BLOCKS >= 3:
-            s2 = load_block(acts_ptr, a_at, 2, H, mask, COMPUTE)
-        if SAVED_BLOCKS >= 4:
-            s3 = load_block(acts_ptr, a_at, 3, H, mask, COMPUTE)
-        if SAVED_BLOCKS >= 5:
-            s4 = load_block(acts_ptr, a_at, 4, H, mask, COMPUTE)
+    s0, s1, s2, s3, s4 = load_blocks(acts_ptr, row_offsets(rows, cols, H, SAVED_BLOCKS), H, mask, SAVED_BLOCKS,
+                                     COMPUTE, BLOCK_B, BLOCK_H)
     dx0, dx1, dx2, dx3, dr0, dr1, dr2, dr3, dh_prev, dc_prev = POINTWISE_BACKWARD(
         dh, dc, s0, s1, s2, s3, s4, h_prev, c_prev, h, VARIANT)
     g_at = row_offsets(rows, cols, H, GATES)
-    _store_gates(dgx_ptr, g_at, H, dx0, dx1, dx2, dx3, mask, GATES)
+    store_blocks(dgx_ptr, g_at, H, dx0, dx1, dx2, dx3, dx3, mask, GATES)
     if SEPARATE_RECURRENT_GRAD:
-        _store_gates(dgh_ptr, g_at, H, dr0, dr1, dr2, dr3, mask, GATES)
+        store_blocks(dgh_ptr, g_at, H, dr0, dr1, dr2, dr3, dr3, mask, GATES)
     if HAS_STATE:
         tl.store(dh_prev_ptr + at, dh_prev.to(dh_prev_ptr.dtype.element_ty), mask=mask)
         if HAS_CELL_STATE:
