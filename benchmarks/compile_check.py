@@ -2,6 +2,8 @@
 
     python benchmarks/compile_check.py [--arch 90] [--shapes 16x1024,64x512] [--strategy triton-persistent]
 
+`--strategy single-step` compiles the cells' one-launch step kernels (fusedrnn/strategies/single_step.py).
+
 Triton compiles to PTX and its bundled ptxas assembles it without a GPU, so compile errors, register
 counts, spills and shared memory are known before a GPU minute is spent. Per cell, dtype, direction
 (forward/backward) and shape it prints the tiles the strategy would choose and ptxas's report; it exits
@@ -24,7 +26,7 @@ from triton.compiler import ASTSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fusedrnn.cells import MODES, cell  # noqa: E402
-from fusedrnn.strategies import kernels, tiles  # noqa: E402
+from fusedrnn.strategies import kernels, single_step, tiles  # noqa: E402
 from fusedrnn.strategies.persistent import LAUNCH_OPTIONS  # noqa: E402
 
 DTYPES = {"float32": (torch.float32, "fp32"), "bfloat16": (torch.bfloat16, "bf16"), "float16": (torch.float16, "fp16")}
@@ -99,6 +101,27 @@ def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, prog
         **common), t
 
 
+def single_step_cases(mode: str, dtype_name: str, B: int, H: int):
+    """(direction, kernel, values, constexprs, Tiles) of the cells' one-launch step, as single_step.py launches
+    them (hx and biases given, activations saved)."""
+    the_cell = cell(mode)
+    dtype, code = DTYPES[dtype_name]
+    t = tiles.choose(tiles.SINGLE_STEP, B, H, dtype)
+    flags = dict(VARIANT=the_cell.variant, GATES=the_cell.gates, SAVED_BLOCKS=the_cell.saved_blocks,
+                 HAS_CELL_STATE=the_cell.has_cell_state, HAS_STATE=True, COMPUTE=tl.float32, BLOCK_B=t.block_b,
+                 BLOCK_H=t.block_h)
+    names = ("x_ptr", "h_ptr", "c_ptr", "w_ih_ptr", "w_hh_ptr", "b_ih_ptr", "b_hh_ptr", "h_out_ptr", "c_out_ptr",
+             "acts_ptr")
+    yield "forward", single_step.forward_kernel, dict(dict.fromkeys(names, code), B=B, I=H, H=H), dict(
+        POINTWISE=the_cell.pointwise_forward, HAS_BIAS=True, STORE_ACTS=True, BLOCK_K=t.block_k,
+        DOT_PRECISION="tf32" if dtype == torch.float32 else "ieee", UPCAST=False, **flags), t
+    names = ("dh_ptr", "dc_ptr", "acts_ptr", "h_ptr", "c_ptr", "h_out_ptr", "dgx_ptr", "dgh_ptr", "dh_prev_ptr",
+             "dc_prev_ptr")
+    yield "backward", single_step.backward_kernel, dict(dict.fromkeys(names, code), B=B, H=H), dict(
+        POINTWISE_BACKWARD=the_cell.pointwise_backward, HAS_DH=True, HAS_DC=True,
+        SEPARATE_RECURRENT_GRAD=not the_cell.recurrent_grad_is_input_grad, **flags), t
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", type=int, default=90, help="compute capability as an integer (90: H100/H200)")
@@ -116,9 +139,10 @@ def main(argv=None) -> int:
         for dtype_name in args.dtypes.split(","):
             for shape in args.shapes.split(","):
                 B, H = (int(v) for v in shape.split("x"))
-                for direction, kernel, values, constexprs, t in kernel_cases(
-                        mode, dtype_name, B, H, args.strategy, args.programs, args.gradient_flow,
-                        args.recurrent_mask):
+                cases = (single_step_cases(mode, dtype_name, B, H) if args.strategy == tiles.SINGLE_STEP
+                         else kernel_cases(mode, dtype_name, B, H, args.strategy, args.programs, args.gradient_flow,
+                                           args.recurrent_mask))
+                for direction, kernel, values, constexprs, t in cases:
                     label = (f"{mode:4} {dtype_name:8} B={B:<4} H={H:<5} {direction:8} tiles {t.block_b}x{t.block_h} "
                              f"k{t.block_k} w{t.num_warps}, {min(t.count(B, H), args.programs)} programs")
                     options = {k: v for k, v in t.meta().items() if k in ("num_warps", "num_stages")}

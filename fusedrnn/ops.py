@@ -1,10 +1,12 @@
-"""The recurrence as torch.library custom ops, so that torch.compile, torch.export and AOT graphs hold it.
+"""The recurrence and the cell step as torch.library custom ops, so that torch.compile, torch.export and AOT
+graphs hold them.
 
-`fusedrnn::recurrence` runs one direction of one layer over a projected sequence by a Triton strategy (a
-cell's single step is a sequence of length 1); `fusedrnn::recurrence_backward` is its gradient. Their
-implementations (fusedrnn/strategies/driver.py) are imported on first call: Triton decides whether a kernel
-runs in its interpreter (TRITON_INTERPRET) when the kernel is defined, so `import fusedrnn` must not define
-kernels. The fake implementations give the compilers shapes and dtypes without running anything.
+`fusedrnn::recurrence` runs one direction of one layer over a projected sequence by a Triton strategy;
+`fusedrnn::recurrence_backward` is its gradient. `fusedrnn::cell_step` runs one step of a cell (both
+products and the pointwise math) in one launch, `fusedrnn::cell_step_backward` its gradient. Their
+implementations (fusedrnn/strategies/driver.py, single_step.py) are imported on first call: Triton decides
+whether a kernel runs in its interpreter (TRITON_INTERPRET) when the kernel is defined, so `import fusedrnn`
+must not define kernels. The fake implementations give the compilers shapes and dtypes without running anything.
 
 An LSTM's projection (proj_size > 0): the ops take W_hr (w_hr) and run the recurrence on the projected state
 but return the unprojected outputs h_raw = o * tanh(c) (y and h_n, of width H); `recurrence` projects them
@@ -223,3 +225,98 @@ def _project(y: Tensor, h_n: Tensor, w_hr: Tensor, h0: Tensor | None, lengths: T
         kept = h0 if h0 is not None else torch.zeros_like(h_n)
         h_n = torch.where((lengths == 0).unsqueeze(1), kept, h_n)
     return y, h_n
+
+
+@torch.library.custom_op("fusedrnn::cell_step", mutates_args=())
+def cell_step_op(mode: str, x: Tensor, h: Tensor | None, c: Tensor | None, w_ih: Tensor, w_hh: Tensor,
+                 b_ih: Tensor | None, b_hh: Tensor | None, store_acts: bool,
+                 allow_tf32: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """(h', c', acts); c' is empty for a cell without a cell state, acts unless store_acts (or when the cell
+    saves nothing: the Elman cell's backward reads h')."""
+    from fusedrnn.strategies import single_step
+
+    return single_step.forward(mode, x, h, c, w_ih, w_hh, b_ih, b_hh, store_acts, allow_tf32)
+
+
+@cell_step_op.register_fake
+def _(mode, x, h, c, w_ih, w_hh, b_ih, b_hh, store_acts, allow_tf32):
+    spec = cell(mode)
+    B, H = x.shape[0], w_hh.shape[1]
+    c_new = x.new_empty(B, H) if spec.has_cell_state else x.new_empty(0)
+    acts = x.new_empty(B, spec.saved_blocks * H) if store_acts and spec.saved_blocks else x.new_empty(0)
+    return x.new_empty(B, H), c_new, acts
+
+
+@torch.library.custom_op("fusedrnn::cell_step_backward", mutates_args=())
+def cell_step_backward_op(mode: str, dh: Tensor | None, dc: Tensor | None, acts: Tensor, h_new: Tensor, x: Tensor,
+                          h: Tensor | None, c: Tensor | None, w_ih: Tensor, w_hh: Tensor,
+                          needs: list[bool]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh), each empty unless `needs` (by position) asks for it; dh and
+    dc also without a state (hx None), dc for a cell without a cell state."""
+    from fusedrnn.strategies import single_step
+
+    return single_step.backward(mode, dh, dc, acts, h_new, x, h, c, w_ih, w_hh, needs)
+
+
+@cell_step_backward_op.register_fake
+def _(mode, dh, dc, acts, h_new, x, h, c, w_ih, w_hh, needs):
+    has = (True, h is not None, c is not None, True, True, True, True)
+    shapes = (x.shape, h_new.shape, h_new.shape, w_ih.shape, w_hh.shape, w_hh.shape[:1], w_hh.shape[:1])
+    return tuple(x.new_empty(shape) if need and present else x.new_empty(0)
+                 for need, present, shape in zip(needs, has, shapes))
+
+
+def _step_setup_context(ctx, inputs, output) -> None:
+    mode, x, h, c, w_ih, w_hh, *_ = inputs
+    h_new, _, acts = output
+    ctx.save_for_backward(acts, h_new, x, h, c, w_ih, w_hh)
+    ctx.mode = mode
+    ctx.mark_non_differentiable(acts)
+    ctx.set_materialize_grads(False)
+
+
+def _step_backward(ctx, dh, dc, _):
+    acts, h_new, x, h, c, w_ih, w_hh = ctx.saved_tensors
+    if dc is not None and dc.numel() == 0:  # c' of a cell without a cell state
+        dc = None
+    needs = list(ctx.needs_input_grad[1:8])  # x, h, c, w_ih, w_hh, b_ih, b_hh
+    grads = _cell_step_backward(ctx.mode, dh, dc, acts, h_new, x, h, c, w_ih, w_hh, needs)
+    return (None, *(g if need else None for g, need in zip(grads, needs)), None, None)
+
+
+_cell_step = _differentiable(cell_step_op, _step_backward, _step_setup_context)
+_cell_step_backward = _differentiable(cell_step_backward_op, _no_double_backward, _save_nothing)
+
+
+def _as(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+    return t.to(dtype) if t is not None and t.dtype != dtype else t
+
+
+def cell_step(
+    mode: str,
+    x: Tensor,
+    states: tuple[Tensor, ...] | None,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    allow_tf32: bool = False,
+) -> tuple[Tensor, ...]:
+    """Differentiable single step of a `mode` cell ("LSTM", "GRU", "RNN_TANH", "RNN_RELU") in one Triton
+    launch (backward: one launch and cuBLAS GEMMs). Returns the new states: (h', c') for an LSTM, else (h',).
+
+    x: (B, I); states: the cell's states, each (B, H), or None (zeros); w_ih: (G*H, I); w_hh: (G*H, H);
+    b_ih, b_hh: (G*H,) or both None. allow_tf32: float32 products may use TF32 tensor cores (the cell
+    modules pass torch.backends.cuda.matmul.allow_tf32, as nn.LSTMCell's cuBLAS obeys). Weights and states
+    are cast to x's dtype (so autocast works); 16-bit types compute in float32, float64 in float64.
+
+        >>> h, c = cell_step("LSTM", x, (h, c), w_ih, w_hh, b_ih, b_hh)
+    """
+    dtype = x.dtype
+    h, c = (*(_as(s, dtype) for s in states), None)[:2] if states is not None else (None, None)
+    w_ih, w_hh, b_ih, b_hh = _as(w_ih, dtype), _as(w_hh, dtype), _as(b_ih, dtype), _as(b_hh, dtype)
+    # Activations for a backward only when one will run (under no_grad inputs may still require grad).
+    store_acts = torch.is_grad_enabled() and any(
+        t is not None and t.requires_grad for t in (x, h, c, w_ih, w_hh, b_ih, b_hh))
+    h_new, c_new, _ = _cell_step(mode, x, h, c, w_ih, w_hh, b_ih, b_hh, store_acts, allow_tf32)
+    return (h_new, c_new) if REGISTRY[mode].states == 2 else (h_new,)

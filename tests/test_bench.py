@@ -61,7 +61,7 @@ def test_dry_run_writes_csv_markdown_and_plots(dry_run):
     rows = dry_run["rows"]
     ran = {row["provider"] for row in rows}
     assert {"torch", "fusedrnn-torch", "fusedrnn-stepwise", "cell-loop"} <= ran
-    assert {row["pass"] for row in rows} == {"forward", "forward+backward", "step"}
+    assert {row["pass"] for row in rows} == {"forward", "forward+backward", "step", "step forward+backward"}
     assert {row["cell"] for row in rows} == {*MODES, *(f"{mode}Cell" for mode in MODES)}
     assert all(row["grad_ok"] == "True" for row in rows), [r for r in rows if r["grad_ok"] != "True"]
     assert all(row["device"] == "cpu" and row["git_commit"] for row in rows)
@@ -82,7 +82,8 @@ def test_markdown_tables_name_the_providers(dry_run):
     for provider in ("torch (baseline)", "fusedrnn-stepwise", "fusedrnn-torch", "cell-loop"):
         assert provider in speed
     assert "| LSTM float32 B=3 H=37 T=7 |" in speed
-    assert "LSTMCell float32 B=3 H=37" in section(markdown, "Single cell step")
+    assert "LSTMCell float32 B=3 H=37 |" in section(markdown, "Single cell step (forward)")
+    assert "LSTMCell float32 B=3 H=37 |" in section(markdown, "Single cell step, forward+backward")
     assert "L=2 bidir" in section(markdown, "Gradient check")
     skipped = section(markdown, "Providers")
     assert "flashrnn: needs a CUDA GPU" in skipped

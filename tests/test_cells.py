@@ -22,8 +22,9 @@ def as_tuple(out):
     return list(out) if isinstance(out, tuple) else [out]
 
 
-# The cell's plumbing (batching, optional state, bias) is the same for every strategy, whose kernels
-# test_recurrence.py checks in full: every combination for the persistent strategy, two for the others.
+# Every Triton backend runs the same one-launch step (test_cell_step.py checks its kernels in full); here the
+# modules' plumbing (batching, optional state, bias) against torch.nn: every combination under one backend
+# value, two under the others.
 CASES = [("triton-persistent", dtype, batched, with_hx, bias) for dtype in (torch.float32, torch.float64, torch.float16)
          for batched in (True, False) for with_hx in (True, False) for bias in (True, False)]
 CASES += [(backend, dtype, dtype == torch.float64, dtype == torch.float64, dtype == torch.float64)

@@ -160,6 +160,24 @@ def test_bf16_mixed_and_plateau_schedule(text_file):
 # ---- sampling ----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_sampling_on_triton_steps_the_one_launch_cells(text_file, cell, monkeypatch):
+    """With a Triton backend, sampling steps the cells' one-launch step op (once per layer and character
+    after the prime) and draws what torch's cells draw."""
+    import fusedrnn.nn.cell as cell_module
+
+    steps = []
+    real_step = cell_module.cell_step
+    monkeypatch.setattr(cell_module, "cell_step", lambda *args, **kwargs: steps.append(1) or real_step(*args, **kwargs))
+    dm = TextDataModule(str(text_file))
+    fused = tiny_model(dm.vocab, cell=cell, backend="triton")
+    reference = tiny_model(dm.vocab, cell=cell)
+    reference.load_state_dict(fused.state_dict())
+    greedy = fused.generate("the ", length=6, top_k=1)
+    assert len(steps) == 2 * 5  # two layers, a step for each character after the first drawn
+    assert greedy == reference.generate("the ", length=6, top_k=1)
+
+
 def test_generate_steps_cells_that_share_the_layer_weights(text_file):
     dm = TextDataModule(str(text_file))
     model = tiny_model(dm.vocab, tie_weights=True, embedding_dim=24)

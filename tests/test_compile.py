@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ("triton-fusedstep", "64x512", "bfloat16", []),
     ("triton", "64x512", "float16", []),
     ("triton-persistent", "64x512", "float32", ["--recurrent-mask"]),  # recurrent dropout's kernels
+    ("single-step", "64x512", "bfloat16", []),  # the cells' one-launch step
 ])
 def test_kernels_compile_for_hopper(strategy, shapes, dtypes, options):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile, do not interpret

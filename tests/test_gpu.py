@@ -11,6 +11,8 @@ from torch import nn
 
 import fusedrnn
 from fusedrnn._backend import TRITON_BACKENDS
+from fusedrnn.cells import REGISTRY
+from fusedrnn.nn import FUSED_CELLS
 from fusedrnn.testing import compare, tolerance
 
 DRY = os.environ.get("GPU_CHECK_DRY") == "1" and not torch.cuda.is_available()
@@ -201,6 +203,31 @@ def test_float64_on_the_gpu(backend, mode):
     upstream = [torch.randn_like(t) for t in got]
     got += list(torch.autograd.grad(got, [x, *fused.parameters()], upstream))
     want += list(torch.autograd.grad(want, [x, *twin.parameters()], upstream))
+    for g, w in zip(got, want):
+        assert compare(g, w, torch.float64).ok
+
+
+@pytest.mark.parametrize("mode", GATED_MODES)  # the gated cells only: gpu-check's time for these tests is short
+def test_cell_step_in_float64_on_the_gpu(mode):
+    """The cells' one-launch step in float64 (both GEMMs in the kernel, in float64: what any Triton backend,
+    auto's float64 fallback included, runs for a cell) against torch.nn's cell in float64, every gradient."""
+    torch.manual_seed(0)
+    options = REGISTRY[mode].options
+    fused = FUSED_CELLS[mode](24, 40, backend="triton", device=DEVICE, dtype=torch.float64, **options)
+    twin = REGISTRY[mode].cell(24, 40, device=DEVICE, dtype=torch.float64, **options)
+    twin.load_state_dict(fused.state_dict())
+    x = torch.randn(5, 24, device=DEVICE, dtype=torch.float64, requires_grad=True)
+    states = [torch.randn(5, 40, device=DEVICE, dtype=torch.float64, requires_grad=True)
+              for _ in range(REGISTRY[mode].states)]
+
+    def run(module):
+        out = module(x, tuple(states) if len(states) == 2 else states[0])
+        return list(out) if isinstance(out, tuple) else [out]
+
+    got, want = run(fused), run(twin)
+    upstream = [torch.randn_like(t) for t in got]
+    got += list(torch.autograd.grad(got, [x, *states, *fused.parameters()], upstream))
+    want += list(torch.autograd.grad(want, [x, *states, *twin.parameters()], upstream))
     for g, w in zip(got, want):
         assert compare(g, w, torch.float64).ok
 

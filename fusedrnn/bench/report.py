@@ -5,7 +5,7 @@ import math
 
 from fusedrnn.bench.grid import PUBLISHED
 from fusedrnn.bench.providers import FUSED_STRATEGIES, PROVIDERS
-from fusedrnn.bench.results import FORWARD, FORWARD_BACKWARD, STEP
+from fusedrnn.bench.results import FORWARD, FORWARD_BACKWARD, STEP, STEP_FORWARD_BACKWARD, STEP_PASSES
 from fusedrnn.bench.suites import INTERPRETER_NOTE, RunConfig
 
 # fusedrnn's performance targets for every fused strategy on a GPU, forward+backward: speed vs cuDNN,
@@ -28,7 +28,7 @@ def _case_key(row: dict) -> tuple:
 
 def _case_label(row: dict) -> str:
     label = f"{row['cell']} {row['dtype']} B={row['batch']} H={row['hidden']}"
-    if row["pass"] != STEP:
+    if row["pass"] not in STEP_PASSES:
         label += f" T={row['seq_len']}"
     if row["input_size"] != row["hidden"]:
         label += f" I={row['input_size']}"
@@ -245,7 +245,9 @@ def markdown(rows: list[dict], notes, config: RunConfig, env: dict, files: list[
     lines.append("")
     lines += _speed_section(rows, FORWARD_BACKWARD, "Speedup, forward+backward")
     lines += _speed_section(rows, FORWARD, "Speedup, forward")
-    lines += _speed_section(rows, STEP, "Single cell step (forward), against torch.nn.LSTMCell / GRUCell")
+    lines += _speed_section(rows, STEP_FORWARD_BACKWARD,
+                            "Single cell step, forward+backward, against torch.nn.LSTMCell / GRUCell / RNNCell")
+    lines += _speed_section(rows, STEP, "Single cell step (forward), against torch.nn.LSTMCell / GRUCell / RNNCell")
     lines += _memory_section(rows, config)
     lines += _grad_section(rows)
     for strategy in FUSED_STRATEGIES:

@@ -18,8 +18,11 @@ COLUMNS = [
     "err_vs_reference_ratio", "grad_ok", "speedup_vs_cudnn", "mem_vs_cudnn", "baseline", "note",
     "device", "threads", "torch", "triton", "fusedrnn", "git_commit", "date",
 ]
-# Passes: a whole sequence without autograd, forward and backward, and one cell step (forward).
+# Passes: a whole sequence without autograd, forward and backward; one cell step without autograd (the row
+# that also carries the step's gradient check), and forward and backward.
 FORWARD, FORWARD_BACKWARD, STEP = "forward", "forward+backward", "step"
+STEP_FORWARD_BACKWARD = "step forward+backward"
+STEP_PASSES = (STEP, STEP_FORWARD_BACKWARD)
 
 
 def new_row(provider: str, case: Case, pass_name: str, baseline: str) -> dict:

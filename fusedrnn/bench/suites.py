@@ -17,7 +17,7 @@ import torch
 from fusedrnn.bench.gradcheck import GradCheck, judge, measure, outputs_and_gradients, reference_results
 from fusedrnn.bench.grid import Case
 from fusedrnn.bench.providers import Provider, Runner, baseline_name
-from fusedrnn.bench.results import FORWARD, FORWARD_BACKWARD, STEP, new_row
+from fusedrnn.bench.results import FORWARD, FORWARD_BACKWARD, STEP, STEP_FORWARD_BACKWARD, new_row
 from fusedrnn.bench.timing import Timing, peak_memory_mb, time_call
 from fusedrnn.bench.workload import Inputs, draw_inputs, make_template
 
@@ -139,6 +139,7 @@ def _measure(case, runner, input_sets, config, name, timings, peaks) -> None:
     device, warmup, repeats = config.device, config.warmup, config.repeats
     if case.kind == "step":
         timings[name, STEP] = time_call(forward_only(runner), input_sets, warmup, repeats, device)
+        timings[name, STEP_FORWARD_BACKWARD] = time_call(forward_backward(runner), input_sets, warmup, repeats, device)
         return
     if "speed" in config.suites:
         timings[name, FORWARD] = time_call(forward_only(runner), input_sets, warmup, repeats, device)
@@ -149,7 +150,7 @@ def _measure(case, runner, input_sets, config, name, timings, peaks) -> None:
 
 def _passes(case: Case, config: RunConfig) -> list[str]:
     if case.kind == "step":
-        return [STEP]
+        return [STEP, STEP_FORWARD_BACKWARD] if case.timed else [STEP]
     timed_forward = case.timed and "speed" in config.suites
     return [FORWARD, FORWARD_BACKWARD] if timed_forward else [FORWARD_BACKWARD]
 

@@ -1,7 +1,8 @@
 """The recurrent cells, one file each, and the registry keyed by torch's `mode`.
 
-A cell file holds the cell's float64 reference step, its Triton step bodies (forward and backward, one
-tile of one time step; the strategies in `fusedrnn.strategies` run them over time) and its `Cell` specs,
+A cell file holds the cell's float64 reference step, its pointwise arithmetic (Triton, on pre-activation
+tiles), its Triton step bodies (forward and backward, one tile of one time step, around that arithmetic;
+the strategies in `fusedrnn.strategies` run them over time) and its `Cell` specs,
 `CELLS` (by mode: one file may serve several modes, as the Elman cell serves tanh and relu).
 Everything that enumerates cells (convert, the reference, the benchmark, the tests) reads `REGISTRY`.
 Adding a cell is one file here plus one line in `REGISTRY`.
@@ -31,6 +32,10 @@ class Cell:
     reference_step: Callable  # (x, states, w_ih, w_hh, b_ih=None, b_hh=None) -> new states, any dtype
     forward_step: Any  # Triton: one tile of one forward step (signature in fusedrnn.strategies.kernels)
     backward_step: Any  # Triton: one tile of one backward step
+    # Triton: the cell's arithmetic on one tile, which the step bodies above and the one-launch cell step
+    # (fusedrnn/strategies/single_step.py) share; signatures in that file.
+    pointwise_forward: Any
+    pointwise_backward: Any
     variant: int = 0  # passed to the step bodies as VARIANT, for a file serving several modes (Elman: relu)
 
     @property

@@ -67,6 +67,53 @@ def tile_matmul(
 
 
 @triton.jit
+def gate_matmul(
+    a_ptr, K, w_ptr, b_ptr, rows, cols, row_ok, H,
+    GATES: tl.constexpr, HAS_BIAS: tl.constexpr, COMPUTE: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, a_mask_ptr, A_MASK: tl.constexpr,
+):
+    """Every gate's a @ W^T + b on this tile, as four tiles (zeros past GATES): A (B, K) and W (GATES * H, K)
+    row-major, b (GATES * H,); each chunk of A read once for all gates. K = 0 gives the bias alone. A may be
+    what other programs wrote (a state of the step before), so it is read from L2 (.cg): L1 is not coherent
+    between programs. A_MASK: the product reads A * M, M (B, K) at a_mask_ptr in the compute dtype (recurrent
+    dropout's mask)."""
+    r0 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    r1 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    r2 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    r3 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    col_ok = cols < H
+    a_rows = rows.to(tl.int64)[:, None] * K
+    gate_stride = H * K  # gate g's rows of W start at g * H * K
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        k_ok = ks < K
+        a = tl.load(a_ptr + a_rows + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0,
+                    cache_modifier=".cg")
+        if A_MASK:
+            m = tl.load(a_mask_ptr + a_rows + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
+            a = (a.to(COMPUTE) * m).to(a_ptr.dtype.element_ty)
+        w_at = w_ptr + ks[:, None] + cols[None, :] * K
+        w_ok = k_ok[:, None] & col_ok[None, :]
+        r0 = dot(a, tl.load(w_at, mask=w_ok, other=0.0), r0, UPCAST, COMPUTE, DOT_PRECISION)
+        if GATES >= 2:
+            r1 = dot(a, tl.load(w_at + gate_stride, mask=w_ok, other=0.0), r1, UPCAST, COMPUTE, DOT_PRECISION)
+        if GATES >= 3:
+            r2 = dot(a, tl.load(w_at + 2 * gate_stride, mask=w_ok, other=0.0), r2, UPCAST, COMPUTE, DOT_PRECISION)
+        if GATES == 4:
+            r3 = dot(a, tl.load(w_at + 3 * gate_stride, mask=w_ok, other=0.0), r3, UPCAST, COMPUTE, DOT_PRECISION)
+    if HAS_BIAS:
+        r0 += tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
+        if GATES >= 2:
+            r1 += tl.load(b_ptr + H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
+        if GATES >= 3:
+            r2 += tl.load(b_ptr + 2 * H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
+        if GATES == 4:
+            r3 += tl.load(b_ptr + 3 * H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
+    return r0, r1, r2, r3
+
+
+@triton.jit
 def recurrent_preactivations(
     hg_ptr, h_in_ptr, w_hh_ptr, b_hh_ptr, rmask_ptr, rows, cols, row_ok, mask, H,
     GATES: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr, HAS_BIAS: tl.constexpr, RECURRENT_MASK: tl.constexpr,
@@ -75,54 +122,17 @@ def recurrent_preactivations(
 ):
     """Every gate's recurrent pre-activation h_{t-1} W_hh^T + b_hh on this tile, as four tiles (zeros
     past GATES): read from the stepwise GEMM's output hg (B, GATES * H), or
-    (GEMM_IN_KERNEL) computed here from the whole previous state, each chunk of h read once for all gates.
+    (GEMM_IN_KERNEL) computed here from the whole previous state.
     RECURRENT_MASK: the product reads h_{t-1} * m, m the (B, H) recurrent-dropout mask at rmask_ptr (in
     the compute dtype; the stepwise GEMM's caller masks h itself)."""
-    r0 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
-    r1 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
-    r2 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
-    r3 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
-    col_ok = cols < H
     if GEMM_IN_KERNEL:
-        h_rows = rows.to(tl.int64)[:, None] * H
-        gate_stride = H * H  # W_hh is (GATES * H, H), row-major: gate g's rows start at g * H * H
-        for k0 in range(0, H, BLOCK_K):
-            ks = k0 + tl.arange(0, BLOCK_K)
-            k_ok = ks < H
-            # h was written by other programs (see tile_matmul): read from L2.
-            h = tl.load(h_in_ptr + h_rows + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0,
-                        cache_modifier=".cg")
-            if RECURRENT_MASK:
-                m = tl.load(rmask_ptr + h_rows + ks[None, :], mask=row_ok[:, None] & k_ok[None, :], other=0.0)
-                h = (h.to(COMPUTE) * m).to(h_in_ptr.dtype.element_ty)
-            w_at = w_hh_ptr + ks[:, None] + cols[None, :] * H
-            w_ok = k_ok[:, None] & col_ok[None, :]
-            r0 = dot(h, tl.load(w_at, mask=w_ok, other=0.0), r0, UPCAST, COMPUTE, DOT_PRECISION)
-            if GATES >= 2:
-                r1 = dot(h, tl.load(w_at + gate_stride, mask=w_ok, other=0.0), r1, UPCAST, COMPUTE, DOT_PRECISION)
-            if GATES >= 3:
-                r2 = dot(h, tl.load(w_at + 2 * gate_stride, mask=w_ok, other=0.0), r2, UPCAST, COMPUTE,
-                         DOT_PRECISION)
-            if GATES == 4:
-                r3 = dot(h, tl.load(w_at + 3 * gate_stride, mask=w_ok, other=0.0), r3, UPCAST, COMPUTE,
-                         DOT_PRECISION)
-        if HAS_BIAS:
-            r0 += tl.load(b_hh_ptr + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
-            if GATES >= 2:
-                r1 += tl.load(b_hh_ptr + H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
-            if GATES >= 3:
-                r2 += tl.load(b_hh_ptr + 2 * H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
-            if GATES == 4:
-                r3 += tl.load(b_hh_ptr + 3 * H + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
+        r0, r1, r2, r3 = gate_matmul(
+            h_in_ptr, H, w_hh_ptr, b_hh_ptr, rows, cols, row_ok, H, GATES, HAS_BIAS, COMPUTE,
+            BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST, rmask_ptr, RECURRENT_MASK,
+        )
     else:
-        r_at = row_offsets(rows, cols, H, GATES)
-        r0 = load_block(hg_ptr, r_at, 0, H, mask, COMPUTE)
-        if GATES >= 2:
-            r1 = load_block(hg_ptr, r_at, 1, H, mask, COMPUTE)
-        if GATES >= 3:
-            r2 = load_block(hg_ptr, r_at, 2, H, mask, COMPUTE)
-        if GATES == 4:
-            r3 = load_block(hg_ptr, r_at, 3, H, mask, COMPUTE)
+        r0, r1, r2, r3, _ = load_blocks(hg_ptr, row_offsets(rows, cols, H, GATES), H, mask, GATES, COMPUTE,
+                                        BLOCK_B, BLOCK_H)
     return r0, r1, r2, r3
 
 
@@ -278,3 +288,40 @@ def observe_hidden_grad(
     elif CLIP == 2:
         dh = dh * tl.load(clip_ptr + rows, mask=row_ok, other=1.0).to(dh.dtype)[:, None]
     return dh
+
+
+@triton.jit
+def load_blocks(ptr, at, H, mask, COUNT: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
+                BLOCK_H: tl.constexpr):
+    """Blocks 0..COUNT-1 (COUNT <= 5) of a buffer, as five tiles: zeros past COUNT and outside the mask."""
+    b0 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    b1 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    b2 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    b3 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    b4 = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    if COUNT >= 1:
+        b0 = load_block(ptr, at, 0, H, mask, COMPUTE)
+    if COUNT >= 2:
+        b1 = load_block(ptr, at, 1, H, mask, COMPUTE)
+    if COUNT >= 3:
+        b2 = load_block(ptr, at, 2, H, mask, COMPUTE)
+    if COUNT >= 4:
+        b3 = load_block(ptr, at, 3, H, mask, COMPUTE)
+    if COUNT >= 5:
+        b4 = load_block(ptr, at, 4, H, mask, COMPUTE)
+    return b0, b1, b2, b3, b4
+
+
+@triton.jit
+def store_blocks(ptr, at, H, b0, b1, b2, b3, b4, mask, COUNT: tl.constexpr):
+    """Blocks 0..COUNT-1 (COUNT <= 5) of a buffer from the first COUNT of five tiles."""
+    if COUNT >= 1:
+        store_block(ptr, at, 0, H, b0, mask)
+    if COUNT >= 2:
+        store_block(ptr, at, 1, H, b1, mask)
+    if COUNT >= 3:
+        store_block(ptr, at, 2, H, b2, mask)
+    if COUNT >= 4:
+        store_block(ptr, at, 3, H, b3, mask)
+    if COUNT >= 5:
+        store_block(ptr, at, 4, H, b4, mask)

@@ -1,4 +1,5 @@
-"""The Elman cell (torch's nn.RNN / nn.RNNCell): float64 reference step, Triton step bodies, specs.
+"""The Elman cell (torch's nn.RNN / nn.RNNCell): float64 reference step, Triton pointwise arithmetic and
+step bodies, specs.
 
 One gate block. Given gx = x W_ih^T + b_ih and hg = h W_hh^T + b_hh:
     h' = act(gx + hg),  act = tanh (mode RNN_TANH, VARIANT 0) or relu (RNN_RELU, VARIANT 1)
@@ -47,6 +48,31 @@ def reference_step_relu(x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=N
 
 
 @triton.jit
+def pointwise_forward(x, x1, x2, x3, r, r1, r2, r3, h_prev, c_prev, VARIANT: tl.constexpr):
+    """(h', no cell state, five fillers: nothing is saved) from the input and recurrent pre-activations of
+    the one gate (the others are unused)."""
+    pre = x + r
+    if VARIANT == 1:  # relu
+        h = tl.maximum(pre, 0.0)
+    else:
+        h = tanh(pre)
+    zero = tl.zeros_like(h)
+    return h, zero, zero, zero, zero, zero, zero
+
+
+@triton.jit
+def pointwise_backward(dh, dc, s0, s1, s2, s3, s4, h_prev, c_prev, h, VARIANT: tl.constexpr):
+    """The pre-activation's gradient (as input's and as recurrent's), none for h_prev beside the recurrent
+    GEMM or for a cell state, from that of h' (dh) and h' itself."""
+    if VARIANT == 1:  # relu
+        d_pre = tl.where(h > 0.0, dh, 0.0)
+    else:
+        d_pre = dh * (1.0 - h * h)
+    zero = tl.zeros_like(dh)
+    return d_pre, zero, zero, zero, d_pre, zero, zero, zero, zero, zero
+
+
+@triton.jit
 def forward_step(
     tile_b, tile_h, step, gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr,
     lengths_ptr, rmask_ptr, T, B, H,
@@ -65,11 +91,8 @@ def forward_step(
         1, GEMM_IN_KERNEL, HAS_BIAS, RECURRENT_MASK, COMPUTE,
         BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
     )
-    pre = load_block(gx_ptr, out_at, 0, H, live, COMPUTE) + hg
-    if VARIANT == 1:  # relu
-        h = tl.maximum(pre, 0.0)
-    else:
-        h = tanh(pre)
+    gx = load_block(gx_ptr, out_at, 0, H, live, COMPUTE)
+    h, _, _, _, _, _, _ = pointwise_forward(gx, gx, gx, gx, hg, hg, hg, hg, hg, hg, VARIANT)
     store_hidden_and_output(h_in_ptr, h_out_ptr, y_ptr, row_offsets(rows, cols, H, 1), out_at, h, live, mask,
                             HAS_LENGTHS)
 
@@ -97,10 +120,8 @@ def backward_step(
     dh_carry, dh = incoming_hidden_grad(dh_rec, dh_ptr, dy_ptr, state_at, out_at, live, mask, COMPUTE)
     dh = observe_hidden_grad(dh, flow_ptr, clip_ptr, t, rows, tile_h, live, row_ok, T, B, H, RECORD_FLOW, CLIP)
     h = load_block(y_ptr, out_at, 0, H, live, COMPUTE)
-    if VARIANT == 1:  # relu
-        d_pre = tl.where(live & (h > 0.0), dh, 0.0)
-    else:
-        d_pre = tl.where(live, dh * (1.0 - h * h), 0.0)
+    d_pre, _, _, _, _, _, _, _, _, _ = pointwise_backward(dh, dh, h, h, h, h, h, h, h, h, VARIANT)
+    d_pre = tl.where(live, d_pre, 0.0)
     # A finished row passes its state's gradient through unchanged; a live row's goes through the GEMM only.
     tl.store(dh_ptr + state_at, tl.where(live, 0.0, dh_carry), mask=mask)
     store_block(dgx_ptr, seq_offsets(t, rows, cols, B, H, 1), 0, H, d_pre, mask)
@@ -111,7 +132,8 @@ def backward_step(
 def _spec(mode: str, reference_step, variant: int) -> Cell:
     return Cell(
         mode=mode, gates=1, saved_blocks=0, recurrent_grad_is_input_grad=True, reference_step=reference_step,
-        forward_step=forward_step, backward_step=backward_step, variant=variant,
+        forward_step=forward_step, backward_step=backward_step, pointwise_forward=pointwise_forward,
+        pointwise_backward=pointwise_backward, variant=variant,
     )
 
 

@@ -1,4 +1,4 @@
-"""The GRU cell: float64 reference step, Triton step bodies, spec.
+"""The GRU cell: float64 reference step, Triton pointwise arithmetic and step bodies, spec.
 
 PyTorch's formulation, gate order r, z, n. Given gx = x W_ih^T + b_ih and hg = h W_hh^T + b_hh:
     r = sigmoid(gx_r + hg_r),  z = sigmoid(gx_z + hg_z),  n = tanh(gx_n + r * hg_n),
@@ -47,6 +47,28 @@ def reference_step(x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=None):
 
 
 @triton.jit
+def pointwise_forward(x_r, x_z, x_n, x_unused, hg_r, hg_z, hg_n, hg_unused, h_prev, c_prev, VARIANT: tl.constexpr):
+    """(h', no cell state, the 4 saved blocks and a filler) from each gate's input and recurrent
+    pre-activations (hg_n keeps b_hn: it sits inside the reset product)."""
+    r = sigmoid(x_r + hg_r)
+    z = sigmoid(x_z + hg_z)
+    n = tanh(x_n + r * hg_n)
+    h = (1.0 - z) * n + z * h_prev
+    return h, tl.zeros_like(h), r, z, n, hg_n, tl.zeros_like(h)
+
+
+@triton.jit
+def pointwise_backward(dh, dc, r, z, n, hg_n, unused, h_prev, c_prev, h, VARIANT: tl.constexpr):
+    """The gradients of the input and of the recurrent pre-activations (they differ in the n gate), of
+    h_prev beside the recurrent GEMM (the z * h path) and of c_prev (none), from that of h' (dh)."""
+    d_n = dh * (1.0 - z) * (1.0 - n * n)
+    d_r = d_n * hg_n * r * (1.0 - r)
+    d_z = dh * (h_prev - n) * z * (1.0 - z)
+    zero = tl.zeros_like(dh)
+    return d_r, d_z, d_n, zero, d_r, d_z, d_n * r, zero, dh * z, zero
+
+
+@triton.jit
 def forward_step(
     tile_b, tile_h, step, gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr,
     lengths_ptr, rmask_ptr, T, B, H,
@@ -65,12 +87,12 @@ def forward_step(
         3, GEMM_IN_KERNEL, HAS_BIAS, RECURRENT_MASK, COMPUTE,
         BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
     )
-    r = sigmoid(load_block(gx_ptr, x_at, 0, H, live, COMPUTE) + hg_r)
-    z = sigmoid(load_block(gx_ptr, x_at, 1, H, live, COMPUTE) + hg_z)
-    n = tanh(load_block(gx_ptr, x_at, 2, H, live, COMPUTE) + r * hg_n)
-
     state_at = row_offsets(rows, cols, H, 1)
-    h = (1.0 - z) * n + z * tl.load(h_in_ptr + state_at, mask=mask).to(COMPUTE)
+    h_prev = tl.load(h_in_ptr + state_at, mask=mask).to(COMPUTE)
+    h, _, r, z, n, _, _ = pointwise_forward(
+        load_block(gx_ptr, x_at, 0, H, live, COMPUTE), load_block(gx_ptr, x_at, 1, H, live, COMPUTE),
+        load_block(gx_ptr, x_at, 2, H, live, COMPUTE), hg_n, hg_r, hg_z, hg_n, hg_n, h_prev, h_prev, VARIANT,
+    )
     store_hidden_and_output(
         h_in_ptr, h_out_ptr, y_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), h, live, mask, HAS_LENGTHS
     )
@@ -114,13 +136,15 @@ def backward_step(
     prev_at = seq_offsets(previous_time(t, REVERSE), rows, cols, B, H, 1)
     h_prev = previous_state(y_ptr, h0_ptr, prev_at, state_at, live, step, HAS_INIT, COMPUTE)
 
-    d_n = tl.where(live, dh * (1.0 - z) * (1.0 - n * n), 0.0)
-    d_r = tl.where(live, d_n * hg_n * r * (1.0 - r), 0.0)
-    d_z = tl.where(live, dh * (h_prev - n) * z * (1.0 - z), 0.0)
-    d_hn = d_n * r
+    d_r, d_z, d_n, _, _, _, d_hn, _, dh_prev, _ = pointwise_backward(
+        dh, dh, r, z, n, hg_n, hg_n, h_prev, h_prev, h_prev, VARIANT)
+    d_r = tl.where(live, d_r, 0.0)
+    d_z = tl.where(live, d_z, 0.0)
+    d_n = tl.where(live, d_n, 0.0)
+    d_hn = tl.where(live, d_hn, 0.0)
     # What passes to the step before, besides the recurrent GEMM: a finished row passes its state's
     # gradient through unchanged; a live row passes the z * h path.
-    tl.store(dh_ptr + state_at, tl.where(live, dh * z, dh_carry), mask=mask)
+    tl.store(dh_ptr + state_at, tl.where(live, dh_prev, dh_carry), mask=mask)
 
     g_at = seq_offsets(t, rows, cols, B, H, 3)
     store_block(dgx_ptr, g_at, 0, H, d_r, mask)
@@ -140,5 +164,6 @@ CELLS = {
     "GRU": Cell(
         mode="GRU", gates=3, saved_blocks=4, recurrent_grad_is_input_grad=False,
         reference_step=reference_step, forward_step=forward_step, backward_step=backward_step,
+        pointwise_forward=pointwise_forward, pointwise_backward=pointwise_backward,
     ),
 }

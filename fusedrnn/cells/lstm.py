@@ -1,4 +1,4 @@
-"""The LSTM cell: float64 reference step, Triton step bodies, spec.
+"""The LSTM cell: float64 reference step, Triton pointwise arithmetic and step bodies, spec.
 
 PyTorch's gate order i, f, g, o. Given the input projection gx = x W_ih^T + b_ih (one GEMM before the
 time loop) and the recurrent projection hg = h W_hh^T + b_hh:
@@ -45,6 +45,30 @@ def reference_step(x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=None):
 
 
 @triton.jit
+def pointwise_forward(x_i, x_f, x_g, x_o, r_i, r_f, r_g, r_o, h_prev, c_prev, VARIANT: tl.constexpr):
+    """(h', c', the 5 saved blocks) from each gate's input and recurrent pre-activations; h_prev is unused."""
+    i = sigmoid(x_i + r_i)
+    f = sigmoid(x_f + r_f)
+    g = tanh(x_g + r_g)
+    o = sigmoid(x_o + r_o)
+    c = f * c_prev + i * g
+    return o * tanh(c), c, i, f, g, o, c
+
+
+@triton.jit
+def pointwise_backward(dh, dc, i, f, g, o, c, h_prev, c_prev, h, VARIANT: tl.constexpr):
+    """The gradients of the input and recurrent pre-activations (the same here), of h_prev beside the
+    recurrent GEMM (none) and of c_prev, from those of h' (dh) and c' (dc) and what the forward saved."""
+    tanh_c = tanh(c)
+    dc = dc + dh * o * (1.0 - tanh_c * tanh_c)
+    d_i = dc * g * i * (1.0 - i)
+    d_f = dc * c_prev * f * (1.0 - f)
+    d_g = dc * i * (1.0 - g * g)
+    d_o = dh * tanh_c * o * (1.0 - o)
+    return d_i, d_f, d_g, d_o, d_i, d_f, d_g, d_o, tl.zeros_like(dh), dc * f
+
+
+@triton.jit
 def forward_step(
     tile_b, tile_h, step, gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr,
     lengths_ptr, rmask_ptr, T, B, H,
@@ -62,15 +86,13 @@ def forward_step(
         4, GEMM_IN_KERNEL, HAS_BIAS, RECURRENT_MASK, COMPUTE,
         BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
     )
-    i = sigmoid(load_block(gx_ptr, x_at, 0, H, live, COMPUTE) + r_i)
-    f = sigmoid(load_block(gx_ptr, x_at, 1, H, live, COMPUTE) + r_f)
-    g = tanh(load_block(gx_ptr, x_at, 2, H, live, COMPUTE) + r_g)
-    o = sigmoid(load_block(gx_ptr, x_at, 3, H, live, COMPUTE) + r_o)
-
     state_at = row_offsets(rows, cols, H, 1)
     c_prev = tl.load(c_ptr + state_at, mask=mask)
-    c = f * c_prev + i * g
-    h = o * tanh(c)
+    h, c, i, f, g, o, _ = pointwise_forward(
+        load_block(gx_ptr, x_at, 0, H, live, COMPUTE), load_block(gx_ptr, x_at, 1, H, live, COMPUTE),
+        load_block(gx_ptr, x_at, 2, H, live, COMPUTE), load_block(gx_ptr, x_at, 3, H, live, COMPUTE),
+        r_i, r_f, r_g, r_o, c_prev, c_prev, VARIANT,
+    )
     tl.store(c_ptr + state_at, tl.where(live, c, c_prev), mask=mask)  # c stays in the compute dtype
     store_hidden_and_output(
         h_in_ptr, h_out_ptr, y_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), h, live, mask, HAS_LENGTHS
@@ -114,21 +136,23 @@ def backward_step(
     f = load_block(acts_ptr, a_at, 1, H, live, COMPUTE)
     g = load_block(acts_ptr, a_at, 2, H, live, COMPUTE)
     o = load_block(acts_ptr, a_at, 3, H, live, COMPUTE)
-    tanh_c = tanh(load_block(acts_ptr, a_at, 4, H, live, COMPUTE))
+    c = load_block(acts_ptr, a_at, 4, H, live, COMPUTE)
     prev_at = seq_offsets(previous_time(t, REVERSE), rows, cols, B, H, 5) + 4 * H
     c_prev = previous_state(acts_ptr, c0_ptr, prev_at, state_at, live, step, HAS_INIT, COMPUTE)
 
-    dc = dc_carry + dh * o * (1.0 - tanh_c * tanh_c)
+    d_i, d_f, d_g, d_o, _, _, _, _, dh_prev, dc_prev = pointwise_backward(
+        dh, dc_carry, i, f, g, o, c, c_prev, c_prev, c, VARIANT)
     if RECORD_FLOW:  # dL/dc_t, the total gradient reaching this step's cell state
-        record_grad_norm(flow_ptr, 1, t, rows, tile_h, dc, live, row_ok, T, B, H)
-    d_i = tl.where(live, dc * g * i * (1.0 - i), 0.0)
-    d_f = tl.where(live, dc * c_prev * f * (1.0 - f), 0.0)
-    d_g = tl.where(live, dc * i * (1.0 - g * g), 0.0)
-    d_o = tl.where(live, dh * tanh_c * o * (1.0 - o), 0.0)
+        record_grad_norm(flow_ptr, 1, t, rows, tile_h, dc_carry + dh * o * (1.0 - tanh(c) * tanh(c)), live, row_ok,
+                         T, B, H)
+    d_i = tl.where(live, d_i, 0.0)
+    d_f = tl.where(live, d_f, 0.0)
+    d_g = tl.where(live, d_g, 0.0)
+    d_o = tl.where(live, d_o, 0.0)
     # What passes to the step before, besides the recurrent GEMM: a finished row passes its state's
     # gradient through unchanged; a live row passes the cell-state path only.
-    tl.store(dh_ptr + state_at, tl.where(live, 0.0, dh_carry), mask=mask)
-    tl.store(dc_ptr + state_at, tl.where(live, dc * f, dc_carry), mask=mask)
+    tl.store(dh_ptr + state_at, tl.where(live, dh_prev, dh_carry), mask=mask)
+    tl.store(dc_ptr + state_at, tl.where(live, dc_prev, dc_carry), mask=mask)
 
     g_at = seq_offsets(t, rows, cols, B, H, 4)
     store_block(dgx_ptr, g_at, 0, H, d_i, mask)
@@ -147,5 +171,6 @@ CELLS = {
     "LSTM": Cell(
         mode="LSTM", gates=4, saved_blocks=5, recurrent_grad_is_input_grad=True,
         reference_step=reference_step, forward_step=forward_step, backward_step=backward_step,
+        pointwise_forward=pointwise_forward, pointwise_backward=pointwise_backward,
     ),
 }

@@ -1,5 +1,5 @@
-"""The input projection in the dtype the recurrence runs in, so that under autocast a fused module returns
-the dtypes its torch counterpart returns on the same device.
+"""The input projection, and the cells' fused step, in the dtype the recurrence runs in, so that under
+autocast a fused module returns the dtypes its torch counterpart returns on the same device.
 
 torch autocasts an RNN only where the op it runs is on autocast's lower-precision list for the device. On
 CUDA cuDNN's RNN (nn.LSTM, nn.GRU) and the cell ops (lstm_cell, gru_cell) are, so everything runs in
@@ -27,3 +27,12 @@ def input_projection(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     if gx.dtype == input.dtype or _torch_autocasts(input.device.type, mode, kind):
         return gx
     return gx.to(input.dtype)
+
+
+def step_dtype(input: torch.Tensor, mode: str) -> torch.dtype:
+    """The dtype a fused cell step runs in and returns: autocast's where torch's cell op autocasts on input's
+    device (CUDA), else input's (autocast leaves float64 alone, as it does)."""
+    device = input.device.type
+    if input.dtype != torch.float64 and torch.is_autocast_enabled(device) and _torch_autocasts(device, mode, "step"):
+        return torch.get_autocast_dtype(device)
+    return input.dtype

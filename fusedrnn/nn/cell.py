@@ -1,18 +1,20 @@
-"""Drop-in `LSTMCell`, `GRUCell` and `RNNCell`: one step of the fused recurrence (a sequence of length 1)."""
+"""Drop-in `LSTMCell`, `GRUCell` and `RNNCell`: one fused step in one Triton launch
+(fusedrnn/strategies/single_step.py)."""
 
 import torch
 from torch import nn
 
 from fusedrnn._backend import resolve
 from fusedrnn.cells import REGISTRY
-from fusedrnn.nn.autocast import input_projection
+from fusedrnn.nn.autocast import step_dtype
 from fusedrnn.nn.backend_option import BackendOption
 from fusedrnn.nn.checks import check_devices_and_dtypes
-from fusedrnn.ops import recurrence
+from fusedrnn.ops import cell_step
 
 
 class FusedCellMixin(BackendOption):
-    """Routes forward to the fused kernel or to torch's own, by backend and device."""
+    """Routes forward to the fused kernel or to torch's own, by backend and device. Every Triton backend runs
+    the same one-launch step: the strategies differ only in how a sequence's time loop runs."""
 
     backend: str | None
     mode: str
@@ -39,11 +41,10 @@ class FusedCellMixin(BackendOption):
         self._check_sizes(input, states or ())
         check_devices_and_dtypes(input, states or (), self.weight_ih)
 
-        gx = input_projection(input, self.weight_ih, self.bias_ih, self.mode, "step").unsqueeze(0)
-        initial = states if states is not None else (None,) * n_states
+        dtype = step_dtype(input, self.mode)
         # As nn.LSTMCell/GRUCell (cuBLAS): float32 products may use TF32 only when torch's matmul flag allows it.
-        _, *final = recurrence(self.mode, gx, self.weight_hh, self.bias_hh, initial, None, False, implementation,
-                               allow_tf32=torch.backends.cuda.matmul.allow_tf32)
+        final = cell_step(self.mode, input.to(dtype), states, self.weight_ih, self.weight_hh, self.bias_ih,
+                          self.bias_hh, allow_tf32=torch.backends.cuda.matmul.allow_tf32)
         if not batched:
             final = [s.squeeze(0) for s in final]
         return tuple(final) if has_cell_state else final[0]

@@ -46,12 +46,12 @@ def new_empty(like: torch.Tensor, *shape: int) -> torch.Tensor:
     return like.new_empty(shape)
 
 
-def _compute_dtype(dtype: torch.dtype) -> tuple[torch.dtype, object]:
+def compute_dtype(dtype: torch.dtype) -> tuple[torch.dtype, object]:
     """fp32 arithmetic for every storage type, except float64 stays float64 (for gradcheck)."""
     return (torch.float64, tl.float64) if dtype == torch.float64 else (torch.float32, tl.float32)
 
 
-def _gemm_flags(dtype: torch.dtype, allow_tf32: bool) -> dict:
+def gemm_flags(dtype: torch.dtype, allow_tf32: bool) -> dict:
     """The in-kernel GEMM's products: TF32 tensor cores for float32 when allowed, else exact-rounded; 16-bit
     operands widened to float32 under the interpreter, whose bfloat16 dot is wrong."""
     return dict(
@@ -83,11 +83,11 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
     recurrent_mask m (B, H), every step's recurrent product reads h_{t-1} * m. Returns no views."""
     projected = w_hr is not None
     cell, strategy = cell_for(mode), _strategy(strategy_name, projected)
-    gx, w_hh, b_hh, h0, c0, lengths, w_hr = _contiguous(gx, w_hh, b_hh, h0, c0, lengths, w_hr)
+    gx, w_hh, b_hh, h0, c0, lengths, w_hr = contiguous(gx, w_hh, b_hh, h0, c0, lengths, w_hr)
     T, B, _ = gx.shape
     H = gx.shape[2] // cell.gates
     dtype, device = gx.dtype, gx.device
-    compute, tl_compute = _compute_dtype(dtype)
+    compute, tl_compute = compute_dtype(dtype)
     rmask = _recurrent_mask(recurrent_mask, compute, projected)
     # The state buffers: two that alternate when other programs read h (the GEMM in the kernel), else one.
     h_bufs = new_empty(gx, 2 if strategy.gemm_in_kernel else 1, B, H)
@@ -111,7 +111,7 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
     flags = dict(
         CELL_STEP=cell.forward_step, CELL_VARIANT=cell.variant, HAS_LENGTHS=lengths is not None, REVERSE=reverse,
         STORE_ACTS=store_acts, GEMM_IN_KERNEL=strategy.gemm_in_kernel, HAS_BIAS=b_hh is not None,
-        RECURRENT_MASK=rmask is not None, COMPUTE=tl_compute, **_gemm_flags(dtype, allow_tf32),
+        RECURRENT_MASK=rmask is not None, COMPUTE=tl_compute, **gemm_flags(dtype, allow_tf32),
     )
     if rmask is not None and not strategy.gemm_in_kernel:  # the stepwise GEMM reads h * m from here
         h_masked, rmask_stored = new_empty(gx, B, H), rmask.to(dtype)
@@ -154,11 +154,11 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
     projected = w_hr is not None
     clip_by_norm = clip_mode == "norm"
     cell, strategy = cell_for(mode), _strategy(strategy_name, projected or clip_by_norm)
-    dy, dh, dc, acts, y, w_hh, h0, c0, lengths, w_hr = _contiguous(
+    dy, dh, dc, acts, y, w_hh, h0, c0, lengths, w_hr = contiguous(
         dy, dh, dc, acts, y, w_hh, h0, c0, lengths, w_hr)
     T, B, H = y.shape
     GH = cell.gates * H
-    compute, tl_compute = _compute_dtype(y.dtype)
+    compute, tl_compute = compute_dtype(y.dtype)
     rmask = _recurrent_mask(recurrent_mask, compute, projected)
     has_init = h0 is not None or c0 is not None
     h0, c0 = (s if s is not None else y.new_zeros(B, n) for s, n in ((h0, w_hh.shape[1]), (c0, H)))  # read if has_init
@@ -211,7 +211,7 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
         CELL_STEP=cell.backward_step, CELL_VARIANT=cell.variant, GATES=cell.gates, HAS_INIT=has_init,
         HAS_LENGTHS=lengths is not None, REVERSE=reverse, WRITE_STEP=write_step,
         GEMM_IN_KERNEL=strategy.gemm_in_kernel, RECURRENT_MASK=rmask is not None, COMPUTE=tl_compute,
-        RECORD_FLOW=record_flow, CLIP=CLIP_MODES[clip_mode], **_gemm_flags(y.dtype, allow_tf32),
+        RECORD_FLOW=record_flow, CLIP=CLIP_MODES[clip_mode], **gemm_flags(y.dtype, allow_tf32),
     )
 
     def host_gemm_and_clip(k: int) -> None:
@@ -294,6 +294,6 @@ def _recurrent_mask(mask: torch.Tensor | None, compute: torch.dtype, projected: 
     return mask.to(compute).contiguous()
 
 
-def _contiguous(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+def contiguous(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
     """The kernels index dense row-major buffers; compiled graphs may hand the ops other strides."""
     return [t.contiguous() if t is not None else None for t in tensors]

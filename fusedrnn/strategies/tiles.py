@@ -22,6 +22,8 @@ PERSISTENT_TILES = (
     (32, 32, 8, 64, 64),
     (64, 32, 8, 128, 128),
 )
+# Not a strategy: the cells' one-launch step (single_step.py), whatever their backend names.
+SINGLE_STEP = "single-step"
 PERSISTENT_SHAPES = tuple((block_b, block_h) for block_b, block_h, *_ in PERSISTENT_TILES)
 
 
@@ -52,7 +54,7 @@ def flow_columns(H: int) -> int:
 
 
 def choose(strategy: str, B: int, H: int, dtype: torch.dtype, programs: int = 0) -> Tiles:
-    """Tiles for a strategy (its backend value) at batch B, hidden size H; `programs`: how many programs
+    """Tiles for a strategy (its backend value, or SINGLE_STEP) at batch B, hidden size H; `programs`: how many programs
     can be resident at once (the persistent strategy; 0 elsewhere)."""
     tiles = _choose(strategy, B, H, dtype, programs)
     if triton.cdiv(H, tiles.block_h) > flow_columns(H):
@@ -65,7 +67,7 @@ def _choose(strategy: str, B: int, H: int, dtype: torch.dtype, programs: int) ->
         block_h = min(triton.next_power_of_2(H), 256)
         block_b = max(1, min(triton.next_power_of_2(B), 2048 // block_h))
         return Tiles(block_b, block_h, 16, 4)
-    if strategy == "triton-fusedstep":
+    if strategy in ("triton-fusedstep", SINGLE_STEP):
         # Small tiles give more programs (64 at B=64, H=512) for a GEMM that is latency-bound.
         return Tiles(16, 32 if H > 16 else 16, _chunk(dtype), 4)
     if strategy == "triton-persistent":
