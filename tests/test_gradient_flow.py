@@ -5,6 +5,7 @@ norms and clip the same gradient."""
 
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import random_like_module
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
@@ -17,6 +18,7 @@ from fusedrnn.strategies import NAMES
 from fusedrnn.testing import assert_close
 
 T, B, I, H = 5, 3, 4, 13
+MASK_SEED = 11
 LENGTHS = [5, 2, 4]  # unsorted: the packed batch runs sorted, the records come back in this order
 
 
@@ -37,7 +39,7 @@ def clipped(grad, clip):
     return grad * (threshold / norm if norm > threshold else 1.0)
 
 
-def reference_run(module, x, h0, lengths, upstream, clip=None):
+def reference_run(module, x, h0, lengths, upstream, clip=None, recurrent_masks=None):
     """Gradients of sum(output * u) + sum(states * u) by the float64 plain loop, and the recorded norms:
     {(layer, direction): (hidden (T, B), cell (T, B) or None)}, from hooks on every step's states."""
     weights = [[tuple(w.detach().double().requires_grad_() for w in d) for d in k]
@@ -61,7 +63,8 @@ def reference_run(module, x, h0, lengths, upstream, clip=None):
             states[1].register_hook(on_c)
 
     y, finals = reference.rnn(module.mode, leaves[0], tuple(leaves[1:]), weights, module.bidirectional,
-                              torch.tensor(lengths) if lengths else None, step_hook=hook)
+                              torch.tensor(lengths) if lengths else None, step_hook=hook,
+                              recurrent_masks=recurrent_masks)
     outputs = [y, *finals]
     params = [w for k in weights for d in k for w in d]
     grads = torch.autograd.grad(outputs, leaves + params, upstream)
@@ -77,6 +80,7 @@ def fused_run(module, x, h0, lengths, upstream, record=True):
     hx = h0 if len(h0) > 1 else h0[0]
     inputs = pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False) if lengths else x
     with fusedrnn.record_gradient_flow(module) if record else _nothing() as flow:
+        torch.manual_seed(MASK_SEED)  # the masks of a regularised module in training
         output, states = module(inputs, hx)
         y = pad_packed_sequence(output, total_length=T)[0] if lengths else output
         outputs = [y, *(states if isinstance(states, tuple) else (states,))]
@@ -103,6 +107,20 @@ def draw_inputs(module, dtype, seed=1):
     return x, h0, upstream
 
 
+def recurrent_masks(module, lengths):
+    """The recurrent-dropout masks the module drew in fused_run (fusedrnn/nn/regularizers.py's order), each
+    row's in the caller's order (a packed batch runs its rows sorted by length), or None."""
+    if not module.recurrent_dropout:
+        return None
+    torch.manual_seed(MASK_SEED)
+    D = 2 if module.bidirectional else 1
+    order = torch.sort(torch.tensor(lengths), descending=True, stable=True).indices if lengths else torch.arange(B)
+    unsorted = torch.empty_like(order)
+    unsorted[order] = torch.arange(B)
+    return [[F.dropout(torch.ones(B, H), module.recurrent_dropout)[unsorted].double() for _ in range(D)]
+            for _ in range(module.num_layers)]
+
+
 def check(module, lengths, dtype=torch.float64, clip=None):
     x, h0, upstream = draw_inputs(module, dtype)
     grads, flow = fused_run(module, x, h0, lengths, upstream)
@@ -110,7 +128,8 @@ def check(module, lengths, dtype=torch.float64, clip=None):
     if lengths:  # a packed output has no padding to take gradients from
         mask = torch.arange(T)[:, None] < torch.tensor(lengths)[None, :]
         padded_upstream[0] = padded_upstream[0] * mask[..., None]
-    ref_grads, ref_norms = reference_run(module, x, h0, lengths, padded_upstream, clip)
+    ref_grads, ref_norms = reference_run(module, x, h0, lengths, padded_upstream, clip,
+                                         recurrent_masks(module, lengths))
     names = ["x", *(f"state0_{i}" for i in range(len(h0))), *(n for n, _ in module.named_parameters())]
     for got, want, name in zip(grads, ref_grads, names, strict=True):
         assert_close(got, want, dtype, name=name)
@@ -160,6 +179,15 @@ def test_clipping_matches_reference(mode, backend, clip):
     mask = (torch.arange(T)[:, None] < torch.tensor(LENGTHS)[None, :])[..., None]
     plain, _ = reference_run(module, x, h0, LENGTHS, [upstream[0] * mask, *upstream[1:]])
     assert any(not torch.allclose(a, b) for a, b in zip(clipped_grads, plain))
+
+
+@pytest.mark.parametrize("clip", [None, ("norm", 0.05)])
+@pytest.mark.parametrize("backend", NAMES)
+def test_recording_and_clipping_with_recurrent_dropout(backend, clip):
+    """With recurrent dropout's mask in training, the norms of what reaches h_t (masked through the
+    recurrence) and the clipped gradients still match the reference run on the same masks."""
+    module = layer("GRU", backend, recurrent_dropout=0.4, recurrent_grad_clip=clip).train()
+    check(module, LENGTHS, clip=clip)
 
 
 @pytest.mark.parametrize("backend", NAMES)
