@@ -13,10 +13,9 @@ import torch
 
 from fusedrnn.bench import main, options, plots, providers, report, suites, wandb_log
 from fusedrnn.bench.gradcheck import RATIO_ALLOWED, GradCheck, judge
-from fusedrnn.bench.grid import PUBLISHED, Case, parse_shape
+from fusedrnn.bench.grid import PUBLISHED, TINY_CELLS, Case, parse_shape
 from fusedrnn.bench.results import COLUMNS, FORWARD_BACKWARD, new_row
 from fusedrnn.bench.timing import Timing
-from fusedrnn.cells import MODES
 from fusedrnn.testing import ErrorReport, tolerance
 
 REQUIRED_COLUMNS = [
@@ -62,7 +61,7 @@ def test_dry_run_writes_csv_markdown_and_plots(dry_run):
     ran = {row["provider"] for row in rows}
     assert {"torch", "fusedrnn-torch", "fusedrnn-stepwise", "cell-loop"} <= ran
     assert {row["pass"] for row in rows} == {"forward", "forward+backward", "step", "step forward+backward"}
-    assert {row["cell"] for row in rows} == {*MODES, *(f"{mode}Cell" for mode in MODES)}
+    assert {row["cell"] for row in rows} == {*TINY_CELLS, *(f"{mode}Cell" for mode in TINY_CELLS)}
     assert all(row["grad_ok"] == "True" for row in rows), [r for r in rows if r["grad_ok"] != "True"]
     assert all(row["device"] == "cpu" and row["git_commit"] for row in rows)
     timed = [row for row in rows if row["median_ms"]]

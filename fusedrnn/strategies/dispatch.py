@@ -37,13 +37,16 @@ def lookup(gpu: str, kind: str, mode: str, dtype: torch.dtype, batch: int, hidde
     """The backend value `auto` runs for this call: "torch" or a Triton strategy."""
     if not any(e["cell"] == mode for e in entries()):
         return "torch"  # a cell no GPU run has checked (the Elman cell so far) runs torch's implementation
+    # The defaults below are GPU-checked for sequences only: the cells' one-launch step
+    # (fusedrnn/strategies/single_step.py) runs where a GPU run measured it, torch's implementation elsewhere.
+    default = SAFE_DEFAULT.get(dtype, FALLBACK) if kind == "sequence" else "torch"
     if dtype == torch.float64:
-        return FALLBACK
+        return default
     dtype_name = str(dtype).removeprefix("torch.")
     measured = [e for e in entries()
                 if (e["gpu"], e["kind"], e["cell"], e["dtype"]) == (gpu, kind, mode, dtype_name)]
     if not measured:
-        return SAFE_DEFAULT.get(dtype, FALLBACK)
+        return default
 
     def distance(entry: dict) -> float:
         return (math.log2(max(batch, 1) / entry["batch"]) ** 2 + math.log2(max(hidden, 1) / entry["hidden"]) ** 2)
