@@ -40,11 +40,12 @@ if DRY:
 
 def layer_cases():
     """(backend, direct launches, shape) to check: every strategy at every shape; the direct launches of
-    the per-step strategies (FUSEDRNN_DIRECT_LAUNCH) at two shapes."""
+    the per-step strategies (FUSEDRNN_DIRECT_LAUNCH) at one shape (2-layer bidirectional packed: every
+    argument the kernels take), which keeps gpu-check's test stage inside its time."""
     cases = [("triton-persistent", False, shape) for shape in PERSISTENT_SHAPES]
     cases += [("triton-fusedstep", False, shape) for shape in SHAPES]
     cases += [("triton", False, shape) for shape in SHAPES[:2]]
-    cases += [(backend, True, shape) for backend in ("triton", "triton-fusedstep") for shape in (SHAPES[0], SHAPES[-2])]
+    cases += [(backend, True, SHAPES[-2]) for backend in ("triton", "triton-fusedstep")]
     return [pytest.param(*case, id=f"{case[0]}-{'direct' if case[1] else 'jit'}-{shape_id(case[2])}") for case in cases]
 
 

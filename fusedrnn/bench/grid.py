@@ -9,8 +9,9 @@ import torch
 from fusedrnn.cells import MODES
 
 CELLS = MODES
-# The tiny grid's cells (tests, dry runs): one per cell file; RNN_RELU runs RNN_TANH's kernels with another variant.
+# The tiny and gpu-check grids' cells: one per cell file (RNN_RELU runs RNN_TANH's kernels with another variant).
 TINY_CELLS = tuple(mode for mode in MODES if mode != "RNN_RELU")
+GATED = ("LSTM", "GRU")
 DTYPE_NAMES = {
     "float32": torch.float32,
     "fp32": torch.float32,
@@ -128,20 +129,24 @@ def _default() -> Grid:
 
 
 def _gpu_check() -> Grid:
-    # The default grid's single-layer sequences in a few minutes, ordered so that a run cut by its time
-    # limit still has every cell and dtype: FlashRNN's point first, then each (batch, hidden) for all four.
-    # fusedstep runs at B=64 H=512 only, as a yardstick; stepwise and the cell loops not at all (measured
-    # before, far behind: benchmarks/NOTES.md).
+    # What fits the gpu-check's few minutes (about 30 cases at ~6 s each on an H200, 2026-12-04), ordered so
+    # that a run cut by its time limit still has every cell and dtype: FlashRNN's point, B=64 H=512 for every
+    # cell (sequence, then the single step), then the gated cells at the grid's corners. fusedstep runs at
+    # B=64 H=512 only, as a yardstick; stepwise and the cell loops not at all (measured before, far behind:
+    # benchmarks/NOTES.md). The default grid measures the rest.
     slow = ("fusedrnn-stepwise", "cell-loop", "compiled-cell-loop")
-    sequences = [case for case in _default_sequences() if case.layers == 1]
+    sequences = [case for case in _default_sequences() if case.layers == 1 and case.cell in TINY_CELLS]
     published = [case for case in sequences if case.seq_len != 512]
-    grid = sorted((case for case in sequences if case.seq_len == 512),
-                  key=lambda case: (case.batch != 64, case.batch, case.hidden, case.cell, str(case.dtype)))
-    cases = [dataclasses.replace(case, exclude=slow + (() if (case.batch, case.hidden) == (64, 512)
-                                                       else ("fusedrnn-fusedstep",)))
-             for case in published + grid]
-    cases += step_cases(CELLS, FP32_BF16, [(64, 512)])
-    return Grid("gpu-check", "the default grid's single-layer sequences, few repeats, FlashRNN's point first",
+    centre = [case for case in sequences if (case.batch, case.hidden, case.seq_len) == (64, 512, 512)]
+    corners = {(16, 256), (16, 1024), (256, 256), (256, 1024)}
+    grid = [case for case in sequences
+            if case.seq_len == 512 and (case.batch, case.hidden) in corners and case.cell in GATED]
+    cases = [dataclasses.replace(case, exclude=slow + (() if case in centre else ("fusedrnn-fusedstep",)))
+             for case in published + centre]
+    # Every Triton backend runs the same one-launch kernel for a step: one provider times it.
+    cases += step_cases(TINY_CELLS, FP32_BF16, [(64, 512)], exclude=("fusedrnn-fusedstep", "fusedrnn-persistent"))
+    cases += [dataclasses.replace(case, exclude=slow + ("fusedrnn-fusedstep",)) for case in grid]
+    return Grid("gpu-check", "B=64 H=512 for every cell, the gated cells at the grid's corners, FlashRNN's point first",
                 tuple(cases), warmup=1, repeats=5)
 
 
