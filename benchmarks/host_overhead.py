@@ -7,7 +7,9 @@ plus one kernel launch. This script times the first part alone, anywhere: a fuse
 forward+backward over CPU tensors with both time-loop kernels replaced by functions that do nothing, so
 what is left is the driver (argument handling, StepLauncher, the backward's bookkeeping) and, for the
 stepwise strategy, torch's per-step GEMM on tiny CPU tensors. Triton's own launch cost is not included.
-Prints the median over repeats, per time step (one forward and one backward launch).
+Prints the median over repeats, per time step (one forward and one backward launch). Then the same for
+the cells' one-launch step (fusedrnn/strategies/single_step.py, its two kernels no-ops): the fused
+LSTMCell's forward per call, beside the custom op called directly and its implementation alone.
 """
 
 import argparse
@@ -20,7 +22,8 @@ os.environ.setdefault("TRITON_INTERPRET", "1")  # the fused backends accept CPU 
 import torch  # noqa: E402
 
 import fusedrnn  # noqa: E402
-from fusedrnn.strategies import driver  # noqa: E402
+from fusedrnn import ops  # noqa: E402
+from fusedrnn.strategies import driver, single_step  # noqa: E402
 
 
 class NoopKernel:
@@ -49,6 +52,26 @@ def main() -> None:
             per_step.append((time.perf_counter() - start) / args.steps * 1e6)
         print(f"{backend:18s} {statistics.median(per_step[1:]):6.1f} us per step (forward+backward), "
               f"median of {args.repeats}, T={args.steps}")
+
+    single_step.forward_kernel = single_step.backward_kernel = NoopKernel()
+    cell = fusedrnn.LSTMCell(16, 16, backend="triton")
+    x, h, c = (torch.randn(4, 16) for _ in range(3))
+    weights = (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)
+    calls = {
+        "fused LSTMCell": lambda: cell(x, (h, c)),
+        "fusedrnn::cell_step op": lambda: ops.cell_step_op("LSTM", x, h, c, *weights, False, False),
+        "its implementation": lambda: single_step.forward("LSTM", x, h, c, *weights, False, False),
+    }
+    with torch.no_grad():
+        for name, call in calls.items():
+            per_call = []
+            for _ in range(args.repeats + 1):
+                start = time.perf_counter()
+                for _ in range(200):
+                    call()
+                per_call.append((time.perf_counter() - start) / 200 * 1e6)
+            print(f"{name:24s} {statistics.median(per_call[1:]):6.1f} us per forward step (no_grad), "
+                  f"median of {args.repeats}")
 
 
 if __name__ == "__main__":
