@@ -107,17 +107,24 @@ def draw_inputs(module, dtype, seed=1):
     return x, h0, upstream
 
 
+def caller_rows(lengths):
+    """Index that puts the rows of a batch run as the module runs it (a packed batch sorted by length) back in
+    the caller's order."""
+    order = torch.sort(torch.tensor(lengths), descending=True, stable=True).indices if lengths else torch.arange(B)
+    unsorted = torch.empty_like(order)
+    unsorted[order] = torch.arange(B)
+    return unsorted
+
+
 def recurrent_masks(module, lengths):
     """The recurrent-dropout masks the module drew in fused_run (fusedrnn/nn/regularizers.py's order), each
-    row's in the caller's order (a packed batch runs its rows sorted by length), or None."""
+    row's in the caller's order, or None."""
     if not module.recurrent_dropout:
         return None
     torch.manual_seed(MASK_SEED)
     D = 2 if module.bidirectional else 1
-    order = torch.sort(torch.tensor(lengths), descending=True, stable=True).indices if lengths else torch.arange(B)
-    unsorted = torch.empty_like(order)
-    unsorted[order] = torch.arange(B)
-    return [[F.dropout(torch.ones(B, H), module.recurrent_dropout)[unsorted].double() for _ in range(D)]
+    rows = caller_rows(lengths)
+    return [[F.dropout(torch.ones(B, H), module.recurrent_dropout)[rows].double() for _ in range(D)]
             for _ in range(module.num_layers)]
 
 
@@ -128,11 +135,9 @@ def zoneout_masks(module, lengths):
         return None
     torch.manual_seed(MASK_SEED)
     D = 2 if module.bidirectional else 1
-    order = torch.sort(torch.tensor(lengths), descending=True, stable=True).indices if lengths else torch.arange(B)
-    unsorted = torch.empty_like(order)
-    unsorted[order] = torch.arange(B)
+    rows = caller_rows(lengths)
     rates = torch.tensor(module.zoneout_rates(), dtype=torch.float64)
-    return [[(torch.rand(len(rates), T, B, H) < rates.view(-1, 1, 1, 1))[:, :, unsorted] for _ in range(D)]
+    return [[(torch.rand(len(rates), T, B, H) < rates.view(-1, 1, 1, 1))[:, :, rows] for _ in range(D)]
             for _ in range(module.num_layers)]
 
 
