@@ -31,26 +31,27 @@ NO_DOUBLE_BACKWARD = (
 def recurrence_op(mode: str, strategy: str, gx: Tensor, w_hh: Tensor, b_hh: Tensor | None, h0: Tensor | None,
                   c0: Tensor | None, lengths: Tensor | None, reverse: bool, store_acts: bool,
                   allow_tf32: bool, w_hr: Tensor | None = None, flow_id: int = 0, clip_mode: str = "",
-                  clip: float = 0.0, recurrent_mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                  clip: float = 0.0, recurrent_mask: Tensor | None = None,
+                  zoneout: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(y, h_n, c_n, acts); c_n is empty for a cell without a cell state, acts unless store_acts. With w_hr
     (P, H), y and h_n are unprojected (width H) while w_hh is (4H, P) and h0 (B, P). flow_id, clip_mode and
     clip are for the backward only (fusedrnn/gradient_flow.py); the calls that leave them out are the default
     path's, whose graphs they do not change. With recurrent_mask (B, H), each step's recurrent product reads
-    h_{t-1} * recurrent_mask."""
+    h_{t-1} * recurrent_mask. zoneout: see `recurrence`."""
     from fusedrnn.strategies import driver
 
     return driver.forward(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32, w_hr,
-                          recurrent_mask)
+                          recurrent_mask, zoneout)
 
 
 @recurrence_op.register_fake
 def _(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32, w_hr=None, flow_id=0,
-      clip_mode="", clip=0.0, recurrent_mask=None):
+      clip_mode="", clip=0.0, recurrent_mask=None, zoneout=None):
     spec = cell(mode)
     T, B, _ = gx.shape
     H = w_hh.shape[0] // spec.gates
     c_n = gx.new_empty(B, H) if spec.has_cell_state else gx.new_empty(0)
-    acts = gx.new_empty(T, B, spec.saved_blocks * H) if store_acts else gx.new_empty(0)
+    acts = gx.new_empty(T, B, spec.saved(zoneout is not None) * H) if store_acts else gx.new_empty(0)
     return gx.new_empty(T, B, H), gx.new_empty(B, H), c_n, acts
 
 
@@ -59,7 +60,7 @@ def recurrence_backward_op(mode: str, strategy: str, dy: Tensor, dh: Tensor, dc:
                            w_hh: Tensor, h0: Tensor | None, c0: Tensor | None, lengths: Tensor | None, reverse: bool,
                            allow_tf32: bool, w_hh_grad: bool, w_hr: Tensor | None = None,
                            w_hr_grad: bool = False, record_flow: bool = False, clip_mode: str = "",
-                           clip: float = 0.0, recurrent_mask: Tensor | None = None,
+                           clip: float = 0.0, recurrent_mask: Tensor | None = None, zoneout: Tensor | None = None,
                            ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(dgx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr, flow); d_c0 is empty for a cell without a cell state, d_w_hh
     unless w_hh_grad, d_w_hr unless w_hr is given and w_hr_grad (the recurrence's share of W_hr's gradient),
@@ -67,12 +68,12 @@ def recurrence_backward_op(mode: str, strategy: str, dy: Tensor, dh: Tensor, dc:
     from fusedrnn.strategies import driver
 
     return driver.backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32, w_hh_grad,
-                           w_hr, w_hr_grad, record_flow, clip_mode, clip, recurrent_mask)
+                           w_hr, w_hr_grad, record_flow, clip_mode, clip, recurrent_mask, zoneout)
 
 
 @recurrence_backward_op.register_fake
 def _(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32, w_hh_grad, w_hr=None,
-      w_hr_grad=False, record_flow=False, clip_mode="", clip=0.0, recurrent_mask=None):
+      w_hr_grad=False, record_flow=False, clip_mode="", clip=0.0, recurrent_mask=None, zoneout=None):
     T, B, H = y.shape
     compute = torch.float64 if y.dtype == torch.float64 else torch.float32
     flow = y.new_empty(cell(mode).states, T, B, dtype=compute) if record_flow else y.new_empty(0)
@@ -84,14 +85,14 @@ def _(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow
 
 
 # The trailing arguments of fusedrnn::recurrence that a call may leave out, with their defaults.
-_OPTIONAL = (None, 0, "", 0.0, None)  # w_hr, flow_id, clip_mode, clip, recurrent_mask
+_OPTIONAL = (None, 0, "", 0.0, None, None)  # w_hr, flow_id, clip_mode, clip, recurrent_mask, zoneout
 
 
 def _setup_context(ctx, inputs, output) -> None:
     (mode, strategy, _, w_hh, _, h0, c0, lengths, reverse, _, allow_tf32, w_hr, flow_id, clip_mode,
-     clip, recurrent_mask) = (*inputs, *_OPTIONAL[len(inputs) - 11:])
+     clip, recurrent_mask, zoneout) = (*inputs, *_OPTIONAL[len(inputs) - 11:])
     y, _, _, acts = output
-    ctx.save_for_backward(acts, y, w_hh, h0, c0, lengths, w_hr, recurrent_mask)
+    ctx.save_for_backward(acts, y, w_hh, h0, c0, lengths, w_hr, recurrent_mask, zoneout)
     ctx.options = mode, strategy, reverse, allow_tf32
     ctx.flow = flow_id, clip_mode, clip
     ctx.mark_non_differentiable(acts)
@@ -99,19 +100,21 @@ def _setup_context(ctx, inputs, output) -> None:
 
 
 def _backward(ctx, dy, dh, dc, _):
-    acts, y, w_hh, h0, c0, lengths, w_hr, recurrent_mask = ctx.saved_tensors
+    acts, y, w_hh, h0, c0, lengths, w_hr, recurrent_mask, zoneout = ctx.saved_tensors
     dy = dy if dy is not None else torch.zeros_like(y)
     dh = dh if dh is not None else y.new_zeros(y.shape[1:])
     dc = dc if dc is not None else torch.zeros_like(dh)  # read only for a cell state, which is (B, H)
     mode, strategy, reverse, allow_tf32 = ctx.options
-    # By argument: mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, ..., w_hr, recurrent_mask. A call may
+    # By argument: mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, ..., w_hr, ..., zoneout. A call may
     # leave out the last ones (their defaults), and then AOT's autograd asks for the arguments given only.
     given = len(ctx.needs_input_grad)
     needs = (*ctx.needs_input_grad, False)[:12]
     flow_id, clip_mode, clip = ctx.flow
     # The default path passes none of the optional arguments.
-    extra = (flow_id != 0, clip_mode, clip) if flow_id or clip_mode or recurrent_mask is not None else ()
-    extra += (recurrent_mask,) if recurrent_mask is not None else ()
+    regularised = recurrent_mask is not None or zoneout is not None
+    extra = (flow_id != 0, clip_mode, clip) if flow_id or clip_mode or regularised else ()
+    extra += (recurrent_mask,) if regularised else ()
+    extra += (zoneout,) if zoneout is not None else ()
     *grads, flow = _recurrence_backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse,
                                         allow_tf32, needs[3], w_hr, needs[11], *extra)
     if flow_id:
@@ -121,7 +124,7 @@ def _backward(ctx, dy, dh, dc, _):
     d_gx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr = (
         g if needed else None for g, needed in zip(grads, (*needs[2:7], needs[11])))
     return (None, None, d_gx, d_w_hh, d_b_hh, d_h0, d_c0, None, None, None, None, d_w_hr, None, None, None,
-            None)[:given]
+            None, None)[:given]
 
 
 def _save_nothing(ctx, inputs, output) -> None:
@@ -167,6 +170,7 @@ def recurrence(
     recurrent_grad_clip: tuple[str, float] | None = None,
     flow_id: int = 0,
     recurrent_mask: Tensor | None = None,
+    zoneout: Tensor | None = None,
 ) -> tuple[Tensor, ...]:
     """Differentiable recurrence of one direction of a `mode` cell ("LSTM", "GRU") by a Triton `strategy`
     (its backend value). Returns (y, *final_states).
@@ -183,6 +187,11 @@ def recurrence(
     where the backward delivers the norms of dL/dh_t (fusedrnn/gradient_flow.py; both off by default).
     recurrent_mask: (B, H) or None; each step's recurrent product reads h_{t-1} * recurrent_mask (variational
     recurrent dropout: one mask per sequence, drawn by the caller; not with w_hr). Not differentiated.
+    zoneout (not with w_hr, not differentiated): each step mixes the cell's new states (candidates) with the
+    previous ones, state_t = a * state_{t-1} + (1 - a) * candidate_t (h, and an LSTM's c), y and the final
+    states being the mixed ones; a is either a (states, T, B, H) bool mask (training: True keeps the previous
+    value of that unit of row b at its own time t, as y's index; states 2 for an LSTM: [0] h, [1] c) or a
+    (states,) floating tensor of rates (evaluation: the expectation, a = the rate).
 
         >>> y, h_n, c_n = recurrence("LSTM", F.linear(x, w_ih, b_ih), w_hh, b_hh, (h0, c0))
     """
@@ -200,21 +209,36 @@ def recurrence(
     store_acts = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (gx, w_hh, b_hh, h0, c0, w_hr))
     extra = ()  # the default path passes none of the optional arguments
-    if flow_id or recurrent_grad_clip is not None or recurrent_mask is not None:
+    if zoneout is not None:
+        _check_zoneout(zoneout, REGISTRY[mode].states, gx.shape[0], gx.shape[1], w_hh.shape[1])
+    if flow_id or recurrent_grad_clip is not None or recurrent_mask is not None or zoneout is not None:
         from fusedrnn.gradient_flow import check_clip
 
         if w_hr is not None:
-            raise ValueError("recording or clipping the gradient through time, or recurrent dropout, is not "
+            raise ValueError("recording or clipping the gradient through time, recurrent dropout or zoneout is not "
                              "implemented with a projection (proj_size > 0)")
         if flow_id and torch.compiler.is_compiling():
             raise RuntimeError("fusedrnn.record_gradient_flow does not work under torch.compile: record in eager mode")
         clip_mode, clip = check_clip(recurrent_grad_clip) if recurrent_grad_clip is not None else ("", 0.0)
-        extra = (flow_id, clip_mode, clip) + ((recurrent_mask.detach(),) if recurrent_mask is not None else ())
+        extra = (flow_id, clip_mode, clip, recurrent_mask.detach() if recurrent_mask is not None else None)
+        extra = extra[:3] if recurrent_mask is None and zoneout is None else extra
+        extra += (zoneout.detach(),) if zoneout is not None else ()
     y, h_n, c_n, _ = _recurrence(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32,
                                  w_hr, *extra)
     if w_hr is not None:
         y, h_n = _project(y, h_n, w_hr, h0, lengths)
     return (y, h_n, c_n)[: 1 + len(initial)]
+
+
+def _check_zoneout(zoneout: Tensor, states: int, T: int, B: int, H: int) -> None:
+    """Zoneout's masks or rates have the shape and dtype `recurrence` documents."""
+    if zoneout.dim() == 1:
+        if zoneout.shape[0] != states or not zoneout.is_floating_point():
+            raise ValueError(f"zoneout rates must be a floating tensor of shape ({states},), got {zoneout.dtype} "
+                             f"{tuple(zoneout.shape)}")
+    elif zoneout.shape != (states, T, B, H) or zoneout.dtype != torch.bool:
+        raise ValueError(f"zoneout masks must be a bool tensor of shape {(states, T, B, H)}, got {zoneout.dtype} "
+                         f"{tuple(zoneout.shape)}")
 
 
 def _project(y: Tensor, h_n: Tensor, w_hr: Tensor, h0: Tensor | None, lengths: Tensor | None) -> tuple[Tensor, Tensor]:

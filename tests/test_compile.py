@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ("triton-fusedstep", "64x512", "bfloat16", []),
     ("triton", "64x512", "float16", []),
     ("triton-persistent", "64x512", "float32", ["--recurrent-mask"]),  # recurrent dropout's kernels
+    ("triton-persistent", "64x512", "float32", ["--zoneout"]),  # zoneout's (training masks)
     ("single-step", "64x512", "bfloat16", []),  # the cells' one-launch step
 ])
 def test_kernels_compile_for_hopper(strategy, shapes, dtypes, options):

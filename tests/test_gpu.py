@@ -246,3 +246,21 @@ def test_regularisers_against_float64(backend, mode, monkeypatch):
         check_against_reference(layer)
     else:
         check_against_reference(layer, T=40, lengths=(40, 17, 33, 1, 25, 40, 9))
+
+
+@pytest.mark.parametrize("mode", GATED_MODES)
+@pytest.mark.parametrize("backend", TRITON_BACKENDS)
+def test_zoneout_against_float64(backend, mode, monkeypatch):
+    """zoneout, compiled: a packed 2-layer bidirectional training step against the float64 reference on the
+    same masks (drawn on the GPU), then at evaluation against the reference's expectation; float32 with
+    exact-rounded products."""
+    from test_regularizers import check_against_reference, fused_layer
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    layer = fused_layer(mode, backend, zoneout=(0.2, 0.5) if mode == "LSTM" else 0.25).to(DEVICE)
+    for training in (True, False):
+        layer.train(training)
+        if DRY:
+            check_against_reference(layer)
+        else:
+            check_against_reference(layer, T=40, lengths=(40, 17, 33, 1, 25, 40, 9))

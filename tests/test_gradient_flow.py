@@ -39,7 +39,7 @@ def clipped(grad, clip):
     return grad * (threshold / norm if norm > threshold else 1.0)
 
 
-def reference_run(module, x, h0, lengths, upstream, clip=None, recurrent_masks=None):
+def reference_run(module, x, h0, lengths, upstream, clip=None, recurrent_masks=None, zoneout=None):
     """Gradients of sum(output * u) + sum(states * u) by the float64 plain loop, and the recorded norms:
     {(layer, direction): (hidden (T, B), cell (T, B) or None)}, from hooks on every step's states."""
     weights = [[tuple(w.detach().double().requires_grad_() for w in d) for d in k]
@@ -64,7 +64,7 @@ def reference_run(module, x, h0, lengths, upstream, clip=None, recurrent_masks=N
 
     y, finals = reference.rnn(module.mode, leaves[0], tuple(leaves[1:]), weights, module.bidirectional,
                               torch.tensor(lengths) if lengths else None, step_hook=hook,
-                              recurrent_masks=recurrent_masks)
+                              recurrent_masks=recurrent_masks, zoneout=zoneout)
     outputs = [y, *finals]
     params = [w for k in weights for d in k for w in d]
     grads = torch.autograd.grad(outputs, leaves + params, upstream)
@@ -107,17 +107,37 @@ def draw_inputs(module, dtype, seed=1):
     return x, h0, upstream
 
 
+def caller_rows(lengths):
+    """Index that puts the rows of a batch run as the module runs it (a packed batch sorted by length) back in
+    the caller's order."""
+    order = torch.sort(torch.tensor(lengths), descending=True, stable=True).indices if lengths else torch.arange(B)
+    unsorted = torch.empty_like(order)
+    unsorted[order] = torch.arange(B)
+    return unsorted
+
+
 def recurrent_masks(module, lengths):
     """The recurrent-dropout masks the module drew in fused_run (fusedrnn/nn/regularizers.py's order), each
-    row's in the caller's order (a packed batch runs its rows sorted by length), or None."""
+    row's in the caller's order, or None."""
     if not module.recurrent_dropout:
         return None
     torch.manual_seed(MASK_SEED)
     D = 2 if module.bidirectional else 1
-    order = torch.sort(torch.tensor(lengths), descending=True, stable=True).indices if lengths else torch.arange(B)
-    unsorted = torch.empty_like(order)
-    unsorted[order] = torch.arange(B)
-    return [[F.dropout(torch.ones(B, H), module.recurrent_dropout)[unsorted].double() for _ in range(D)]
+    rows = caller_rows(lengths)
+    return [[F.dropout(torch.ones(B, H), module.recurrent_dropout)[rows].double() for _ in range(D)]
+            for _ in range(module.num_layers)]
+
+
+def zoneout_masks(module, lengths):
+    """The zoneout masks that a module with zoneout alone (no other regulariser) drew in fused_run, each row's in
+    the caller's order, or None."""
+    if not module.zoning():
+        return None
+    torch.manual_seed(MASK_SEED)
+    D = 2 if module.bidirectional else 1
+    rows = caller_rows(lengths)
+    rates = torch.tensor(module.zoneout_rates(), dtype=torch.float64)
+    return [[(torch.rand(len(rates), T, B, H) < rates.view(-1, 1, 1, 1))[:, :, rows] for _ in range(D)]
             for _ in range(module.num_layers)]
 
 
@@ -129,7 +149,7 @@ def check(module, lengths, dtype=torch.float64, clip=None):
         mask = torch.arange(T)[:, None] < torch.tensor(lengths)[None, :]
         padded_upstream[0] = padded_upstream[0] * mask[..., None]
     ref_grads, ref_norms = reference_run(module, x, h0, lengths, padded_upstream, clip,
-                                         recurrent_masks(module, lengths))
+                                         recurrent_masks(module, lengths), zoneout_masks(module, lengths))
     names = ["x", *(f"state0_{i}" for i in range(len(h0))), *(n for n, _ in module.named_parameters())]
     for got, want, name in zip(grads, ref_grads, names, strict=True):
         assert_close(got, want, dtype, name=name)
@@ -188,6 +208,13 @@ def test_recording_and_clipping_with_recurrent_dropout(backend, clip):
     recurrence) and the clipped gradients still match the reference run on the same masks."""
     module = layer("GRU", backend, recurrent_dropout=0.4, recurrent_grad_clip=clip).train()
     check(module, LENGTHS, clip=clip)
+
+
+@pytest.mark.parametrize("mode, backend, clip", [("LSTM", "triton-persistent", None), ("GRU", "triton", ("value", 0.3))])
+def test_recording_and_clipping_with_zoneout(mode, backend, clip):
+    """With zoneout's masks in training, the norms of dL/dh_t and dL/dc_t of the zoned states (an LSTM's c_t
+    then reaches h_t through nothing) and the clipped gradients match the reference run on the same masks."""
+    check(layer(mode, backend, zoneout=0.4, recurrent_grad_clip=clip).train(), LENGTHS, clip=clip)
 
 
 @pytest.mark.parametrize("backend", NAMES)

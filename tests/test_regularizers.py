@@ -1,6 +1,7 @@
 """The regularisers' options of the fused layers (fusedrnn/nn/regularizers.py) against the float64 reference
 (fusedrnn/reference.py) with the same masks: weight_drop as the reference run on W_hh * mask, recurrent
-dropout as its recurrent_masks. The masks are redrawn from the seed in the documented order."""
+dropout as its recurrent_masks, zoneout as its zoneout masks (at evaluation, its rates). The masks are redrawn
+from the seed in the documented order."""
 
 import pickle
 
@@ -30,26 +31,36 @@ def fused_layer(mode: str, backend: str, **regularisers) -> nn.RNNBase:
     return random_like_module(layer)
 
 
-def masks_drawn(layer: nn.RNNBase, batch: int, seed: int) -> tuple[dict, list]:
+def masks_drawn(layer: nn.RNNBase, batch: int, seed: int, steps: int) -> tuple[dict, list, list]:
     """The masks a training forward under `seed` draws, in the documented order: per layer and direction,
-    the W_hh mask (weight_drop), then the recurrent mask (recurrent_dropout); on the layer's device."""
+    the W_hh mask (weight_drop), then the recurrent mask (recurrent_dropout), then the zoneout masks (drawn on
+    the layer's device, returned on the CPU). At evaluation: none, and zoneout's rates."""
     device = layer.weight_hh_l0.device
     torch.manual_seed(seed)
-    weight_masks, recurrent_masks = {}, []
+    weight_masks, recurrent_masks, zoneout = {}, [], []
+    rates = torch.tensor(layer.zoneout_rates(), dtype=torch.float64)
     for k in range(LAYERS):
         recurrent_masks.append([])
+        zoneout.append([])
         for suffix in (f"l{k}", f"l{k}_reverse"):
             name = f"weight_hh_{suffix}"
-            if layer.weight_drop:
+            if layer.weight_drop and layer.training:
                 weight_masks[name] = F.dropout(torch.ones_like(getattr(layer, name)), layer.weight_drop).cpu()
             recurrent_masks[-1].append(F.dropout(torch.ones(batch, HIDDEN, device=device), layer.recurrent_dropout).cpu()
-                                       if layer.recurrent_dropout else None)
-    return weight_masks, recurrent_masks
+                                       if layer.recurrent_dropout and layer.training else None)
+            if not rates.any():
+                zoneout[-1].append(None)
+            elif layer.training:
+                draw = torch.rand(len(rates), steps, batch, HIDDEN, device=device)
+                zoneout[-1].append((draw < rates.to(device).view(-1, 1, 1, 1)).cpu())
+            else:
+                zoneout[-1].append(rates)
+    return weight_masks, recurrent_masks, zoneout
 
 
 def check_against_reference(layer: nn.RNNBase, seed: int = 7, T: int = 5, lengths=(5, 2, 4)) -> None:
-    """A packed training forward of `layer` (on its device) with h0, and the gradients of every input and
-    parameter, against the float64 reference on the same masks (on the CPU)."""
+    """A packed forward of `layer` (on its device; in training unless it is at evaluation) with h0, and the
+    gradients of every input and parameter, against the float64 reference on the same masks (on the CPU)."""
     mode = layer.mode
     device = layer.weight_hh_l0.device
     n_states = REGISTRY[mode].states
@@ -65,7 +76,7 @@ def check_against_reference(layer: nn.RNNBase, seed: int = 7, T: int = 5, length
     y = pad_packed_sequence(out)[0]
     finals = list(finals) if n_states == 2 else [finals]
 
-    weight_masks, recurrent_masks = masks_drawn(layer, B, seed)
+    weight_masks, recurrent_masks, zoneout = masks_drawn(layer, B, seed, T)
     params = {name: p.detach().cpu().double().requires_grad_() for name, p in layer.named_parameters()}
     masked = {name: p * (weight_masks[name] != 0) / (1 - layer.weight_drop) if name in weight_masks else p
               for name, p in params.items()}
@@ -76,8 +87,10 @@ def check_against_reference(layer: nn.RNNBase, seed: int = 7, T: int = 5, length
     # The layer runs the packed rows sorted by length: its mask's row i is the sorted row i's.
     rmasks = [[m[packed.unsorted_indices.cpu()].double() if m is not None else None for m in per_layer]
               for per_layer in recurrent_masks]
+    unsorted = packed.unsorted_indices.cpu()
+    zoneout = [[z[:, :, unsorted] if z is not None and z.dim() == 4 else z for z in per_layer] for per_layer in zoneout]
     expected_y, expected_finals = reference.rnn(mode, x64, tuple(h64), weights, True, lengths,
-                                                recurrent_masks=rmasks)
+                                                recurrent_masks=rmasks, zoneout=zoneout)
 
     upstream = [torch.randn(t.shape, generator=g).to(device) for t in (y, *finals)]
     names = list(params)
@@ -170,3 +183,110 @@ def test_options_through_convert_and_their_errors():
     with pytest.raises(ValueError, match="recurrent_dropout with proj_size"):
         fusedrnn.LSTM(4, 6, proj_size=3, recurrent_dropout=0.2)
     torch.jit.script(fusedrnn.GRU(4, 6))  # without them, scripting still gives torch's implementation
+
+
+# ---- Zoneout ------------------------------------------------------------------------------------------------
+Z = 0.3
+ZONEOUT = {"LSTM": (0.3, 0.5)}  # an LSTM's h and c at their own rates; the other cells' h at Z
+
+
+@pytest.mark.parametrize("backend", [*NAMES, "torch"])
+@pytest.mark.parametrize("mode", MODES)
+def test_zoneout_against_the_reference(mode, backend):
+    """Training: every output and gradient against the reference on the same masks (packed, bidirectional)."""
+    check_against_reference(fused_layer(mode, backend, zoneout=ZONEOUT.get(mode, Z)))
+
+
+# One Triton strategy per cell (rotated; every strategy runs in training) and torch's backend.
+EVAL_CASES = [(mode, NAMES[i % len(NAMES)]) for i, mode in enumerate(MODES)] + [(mode, "torch") for mode in MODES]
+
+
+@pytest.mark.parametrize("mode, backend", EVAL_CASES)
+def test_zoneout_at_evaluation_is_the_expectation(mode, backend):
+    """Evaluation: state = z * previous + (1 - z) * new, every output and gradient."""
+    layer = fused_layer(mode, backend, zoneout=ZONEOUT.get(mode, Z)).eval()
+    check_against_reference(layer)
+    plain = FUSED_LAYERS[mode](4, HIDDEN, num_layers=LAYERS, bidirectional=True, backend=backend,
+                               **REGISTRY[mode].options)
+    plain.load_state_dict(layer.state_dict())
+    x = torch.randn(3, 2, 4)
+    assert not torch.allclose(layer(x)[0], plain.eval()(x)[0])  # not the plain cell at evaluation
+
+
+def test_all_regularisers_together():
+    check_against_reference(fused_layer("LSTM", "triton-persistent", weight_drop=P, recurrent_dropout=P, zoneout=Z))
+    check_against_reference(fused_layer("GRU", "torch", weight_drop=P, recurrent_dropout=P, zoneout=Z))
+
+
+@pytest.mark.parametrize("strategy", NAMES)
+@pytest.mark.parametrize("mode", ["LSTM", "GRU", "RNN_TANH"])
+def test_zoneout_gradcheck(strategy, mode):
+    """The zoned recurrence's backward against its own forward (float64), reverse with lengths: with masks
+    (training), and with the rates (evaluation) for the LSTM in one strategy."""
+    g = torch.Generator().manual_seed(3)
+    gates, states = cell(mode).gates, REGISTRY[mode].states
+    T, B, H = 3, 3, 3
+    gx = torch.randn(T, B, gates * H, generator=g, dtype=torch.float64, requires_grad=True)
+    w_hh = (torch.randn(gates * H, H, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
+    b_hh = torch.randn(gates * H, generator=g, dtype=torch.float64, requires_grad=True)
+    initial = tuple(torch.randn(B, H, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(states))
+    masks = torch.rand(states, T, B, H, generator=g) < 0.5
+    lengths = torch.tensor([3, 1, 2])
+    forms = [masks]
+    if (mode, strategy) == ("LSTM", "triton-persistent"):
+        forms.append(torch.tensor([0.3, 0.6], dtype=torch.float64))
+    for zoneout in forms:
+        def f(gx, w_hh, b_hh, *initial, zoneout=zoneout):
+            return recurrence(mode, gx, w_hh, b_hh, initial, lengths, True, strategy, zoneout=zoneout)
+
+        assert torch.autograd.gradcheck(f, (gx, w_hh, b_hh, *initial), fast_mode=True)
+
+
+def test_zoneout_masks_new_each_forward_and_repeatable_under_a_seed():
+    layer = fused_layer("GRU", "triton-fusedstep", zoneout=Z)
+    x = torch.randn(4, 2, 4)
+    torch.manual_seed(5)
+    first, second = layer(x)[0], layer(x)[0]
+    assert not torch.allclose(first, second)  # new masks per forward
+    torch.manual_seed(5)
+    assert torch.equal(layer(x)[0], first)
+
+
+def test_zoneout_off_changes_nothing():
+    """zoneout 0 (or (0, 0)) is the plain layer, bit for bit, in every mode; masks that keep nothing give the
+    plain recurrence's numbers bit for bit."""
+    x = torch.randn(3, 2, 4, requires_grad=True)
+    for mode, off in (("LSTM", (0, 0)), ("GRU", 0.0)):
+        layer = fused_layer(mode, "triton-fusedstep", zoneout=off)
+        assert layer.zoneout == 0.0 and "zoneout" not in repr(layer) and not layer.needs_loop()
+        plain = fused_layer(mode, "triton-fusedstep")
+        got, want = layer(x)[0], plain(x)[0]
+        assert torch.equal(got, want)
+        assert torch.equal(*(torch.autograd.grad(y.sum(), x)[0] for y in (got, want)))
+    g = torch.Generator().manual_seed(4)
+    gx = torch.randn(3, 2, 4 * 5, generator=g)
+    w_hh, h0 = torch.randn(4 * 5, 5, generator=g), torch.randn(2, 5, generator=g)
+    plain = recurrence("LSTM", gx, w_hh, None, (h0, h0), strategy="triton-persistent")
+    kept_nothing = recurrence("LSTM", gx, w_hh, None, (h0, h0), strategy="triton-persistent",
+                              zoneout=torch.zeros(2, 3, 2, 5, dtype=torch.bool))
+    assert all(torch.equal(a, b) for a, b in zip(plain, kept_nothing))
+
+
+def test_zoneout_option_and_its_errors():
+    assert fusedrnn.LSTM(4, 6, zoneout=(0.1, 0.5)).zoneout_rates() == (0.1, 0.5)
+    assert fusedrnn.LSTM(4, 6, zoneout=0.2).zoneout_rates() == (0.2, 0.2)
+    assert "zoneout=0.2" in repr(fusedrnn.GRU(4, 6, zoneout=0.2))
+    for bad in (-0.1, 1.5, "0.3", True, (0.1, 2.0)):
+        with pytest.raises(ValueError, match="zoneout should be a number in range"):
+            fusedrnn.LSTM(4, 6, zoneout=bad)
+    for layer, bad in ((fusedrnn.GRU, (0.1, 0.2)), (fusedrnn.LSTM, (0.1, 0.2, 0.3))):
+        with pytest.raises(ValueError, match="zoneout must be a rate"):
+            layer(4, 6, zoneout=bad)
+    with pytest.raises(ValueError, match="zoneout with proj_size"):
+        fusedrnn.LSTM(4, 6, proj_size=3, zoneout=0.2)
+    with pytest.raises(RuntimeError, match="zoneout"):
+        torch.jit.script(fusedrnn.GRU(4, 6, zoneout=0.2))
+    gx, w_hh = torch.randn(3, 2, 6), torch.randn(6, 2)
+    for bad in (torch.zeros(1, 3, 2, 2), torch.zeros(1, 3, 2, 3, dtype=torch.bool), torch.tensor([0.1, 0.2])):
+        with pytest.raises(ValueError, match="zoneout"):
+            recurrence("GRU", gx, w_hh, None, (None,), zoneout=bad)

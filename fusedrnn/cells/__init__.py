@@ -37,6 +37,11 @@ class Cell:
     pointwise_forward: Any
     pointwise_backward: Any
     variant: int = 0  # passed to the step bodies as VARIANT, for a file serving several modes (Elman: relu)
+    zoneout_saved_blocks: int | None = None  # blocks saved per step with zoneout on, if not saved_blocks
+
+    def saved(self, zoneout: bool) -> int:
+        """Blocks of H the forward saves per time step, with zoneout on or off."""
+        return self.zoneout_saved_blocks if zoneout and self.zoneout_saved_blocks is not None else self.saved_blocks
 
     @property
     def states(self) -> int:

@@ -325,3 +325,28 @@ def store_blocks(ptr, at, H, b0, b1, b2, b3, b4, mask, COUNT: tl.constexpr):
         store_block(ptr, at, 3, H, b3, mask)
     if COUNT >= 5:
         store_block(ptr, at, 4, H, b4, mask)
+
+
+# ---- Zoneout (fusedrnn/nn/regularizers.py): opt-in, a compile-time flag -------------------------------------
+# ZONEOUT 0: off (no code); 1: training, per-element masks; 2: evaluation, the expectation with the rates.
+
+
+@triton.jit
+def zoneout_keep(zoneout_ptr, q: tl.constexpr, t, rows, cols, live, T, B, H, ZONEOUT: tl.constexpr,
+                 COMPUTE: tl.constexpr):
+    """The share of state q's previous value (0: h, 1: an LSTM's c) that this step keeps, a in
+    state = a * previous + (1 - a) * candidate: zoneout's mask at the row's own time t (ZONEOUT 1: a
+    (states, T, B, H) uint8 buffer, 1 keeps the previous value), or the rate (ZONEOUT 2: (states,) in COMPUTE,
+    the expectation the paper uses at evaluation). Zero outside the live elements, whose state is kept anyway."""
+    if ZONEOUT == 1:
+        at = (((q * T + t) * B + rows.to(tl.int64)) * H)[:, None] + cols[None, :]
+        keep = tl.load(zoneout_ptr + at, mask=live, other=0).to(COMPUTE)
+    else:
+        keep = tl.where(live, tl.load(zoneout_ptr + q).to(COMPUTE), 0.0)
+    return keep
+
+
+@triton.jit
+def zone(candidate, previous, keep):
+    """The zoned state: keep * previous + (1 - keep) * candidate (fusedrnn/reference.py's order)."""
+    return keep * previous + (1.0 - keep) * candidate

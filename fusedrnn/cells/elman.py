@@ -5,6 +5,8 @@ One gate block. Given gx = x W_ih^T + b_ih and hg = h W_hh^T + b_hh:
     h' = act(gx + hg),  act = tanh (mode RNN_TANH, VARIANT 0) or relu (RNN_RELU, VARIANT 1)
 Nothing is saved for the backward: both derivatives are functions of h' itself (1 - h'^2; h' > 0, as
 torch's relu backward, which passes no gradient at 0), and h' is y at time t.
+Zoneout (ZONEOUT, fusedrnn/nn/regularizers.py): h' above is a candidate, h_t = a * h_{t-1} + (1 - a) * h',
+and y holds h_t, so the forward then saves h' (1 block, `Cell.zoneout_saved_blocks`).
 """
 
 import torch
@@ -25,6 +27,8 @@ from fusedrnn.cells.common import (
     store_hidden_and_output,
     tanh,
     tile,
+    zone,
+    zoneout_keep,
 )
 
 
@@ -75,13 +79,13 @@ def pointwise_backward(dh, dc, s0, s1, s2, s3, s4, h_prev, c_prev, h, VARIANT: t
 @triton.jit
 def forward_step(
     tile_b, tile_h, step, gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr,
-    lengths_ptr, rmask_ptr, T, B, H,
+    lengths_ptr, rmask_ptr, zoneout_ptr, T, B, H,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
-    HAS_BIAS: tl.constexpr, RECURRENT_MASK: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
-    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    VARIANT: tl.constexpr,
+    HAS_BIAS: tl.constexpr, RECURRENT_MASK: tl.constexpr, ZONEOUT: tl.constexpr, COMPUTE: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, VARIANT: tl.constexpr,
 ):
-    # c_ptr and acts_ptr are unused: no cell state, nothing saved but y.
+    # c_ptr is unused (no cell state); acts_ptr too unless zoneout saves the candidate.
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
     active, t = step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS, REVERSE)
     live = mask & active[:, None]
@@ -93,6 +97,11 @@ def forward_step(
     )
     gx = load_block(gx_ptr, out_at, 0, H, live, COMPUTE)
     h, _, _, _, _, _, _ = pointwise_forward(gx, gx, gx, gx, hg, hg, hg, hg, hg, hg, VARIANT)
+    if ZONEOUT:  # h' above is the candidate, saved for the backward (y holds the zoned state)
+        if STORE_ACTS:
+            store_block(acts_ptr, out_at, 0, H, h, live)
+        h_prev = tl.load(h_in_ptr + row_offsets(rows, cols, H, 1), mask=mask).to(COMPUTE)
+        h = zone(h, h_prev, zoneout_keep(zoneout_ptr, 0, t, rows, cols, live, T, B, H, ZONEOUT, COMPUTE))
     store_hidden_and_output(h_in_ptr, h_out_ptr, y_ptr, row_offsets(rows, cols, H, 1), out_at, h, live, mask,
                             HAS_LENGTHS)
 
@@ -100,14 +109,14 @@ def forward_step(
 @triton.jit
 def backward_step(
     tile_b, tile_h, step, acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, rec_grad_ptr, w_hh_ptr, dh_ptr,
-    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, flow_ptr, clip_ptr, T, B, H,
+    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, zoneout_ptr, flow_ptr, clip_ptr, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
-    GEMM_IN_KERNEL: tl.constexpr, RECURRENT_MASK: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
-    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    VARIANT: tl.constexpr, RECORD_FLOW: tl.constexpr, CLIP: tl.constexpr,
+    GEMM_IN_KERNEL: tl.constexpr, RECURRENT_MASK: tl.constexpr, ZONEOUT: tl.constexpr, COMPUTE: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, VARIANT: tl.constexpr, RECORD_FLOW: tl.constexpr, CLIP: tl.constexpr,
 ):
-    # acts_ptr, h0_ptr, c0_ptr, dc_ptr and dhg_ptr are unused: the derivative needs only y_t, and the
-    # pre-activation's gradient is both dgx and dhg.
+    # h0_ptr, c0_ptr, dc_ptr and dhg_ptr are unused: the derivative needs only y_t (with zoneout the candidate
+    # in acts), and the pre-activation's gradient is both dgx and dhg.
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
     active, t = step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS, REVERSE)
     live = mask & active[:, None]
@@ -119,11 +128,19 @@ def backward_step(
     )
     dh_carry, dh = incoming_hidden_grad(dh_rec, dh_ptr, dy_ptr, state_at, out_at, live, mask, COMPUTE)
     dh = observe_hidden_grad(dh, flow_ptr, clip_ptr, t, rows, tile_h, live, row_ok, T, B, H, RECORD_FLOW, CLIP)
-    h = load_block(y_ptr, out_at, 0, H, live, COMPUTE)
-    d_pre, _, _, _, _, _, _, _, _, _ = pointwise_backward(dh, dh, h, h, h, h, h, h, h, h, VARIANT)
+    if ZONEOUT:  # the candidate h' was saved; its share of dL/dh_t goes into it, the kept share to h_{t-1}
+        h = load_block(acts_ptr, out_at, 0, H, live, COMPUTE)
+        keep = zoneout_keep(zoneout_ptr, 0, t, rows, cols, live, T, B, H, ZONEOUT, COMPUTE)
+        d_pre, _, _, _, _, _, _, _, _, _ = pointwise_backward((1.0 - keep) * dh, dh, h, h, h, h, h, h, h, h, VARIANT)
+        dh_prev = keep * dh
+    else:
+        h = load_block(y_ptr, out_at, 0, H, live, COMPUTE)
+        d_pre, _, _, _, _, _, _, _, _, _ = pointwise_backward(dh, dh, h, h, h, h, h, h, h, h, VARIANT)
+        dh_prev = tl.zeros_like(dh)
     d_pre = tl.where(live, d_pre, 0.0)
-    # A finished row passes its state's gradient through unchanged; a live row's goes through the GEMM only.
-    tl.store(dh_ptr + state_at, tl.where(live, 0.0, dh_carry), mask=mask)
+    # A finished row passes its state's gradient through unchanged; a live row's goes through the GEMM only
+    # (and, with zoneout, its kept share).
+    tl.store(dh_ptr + state_at, tl.where(live, dh_prev, dh_carry), mask=mask)
     store_block(dgx_ptr, seq_offsets(t, rows, cols, B, H, 1), 0, H, d_pre, mask)
     if WRITE_STEP:
         store_block(dstep_ptr, state_at, 0, H, d_pre, mask)
@@ -131,9 +148,9 @@ def backward_step(
 
 def _spec(mode: str, reference_step, variant: int) -> Cell:
     return Cell(
-        mode=mode, gates=1, saved_blocks=0, recurrent_grad_is_input_grad=True, reference_step=reference_step,
-        forward_step=forward_step, backward_step=backward_step, pointwise_forward=pointwise_forward,
-        pointwise_backward=pointwise_backward, variant=variant,
+        mode=mode, gates=1, saved_blocks=0, zoneout_saved_blocks=1, recurrent_grad_is_input_grad=True,
+        reference_step=reference_step, forward_step=forward_step, backward_step=backward_step,
+        pointwise_forward=pointwise_forward, pointwise_backward=pointwise_backward, variant=variant,
     )
 
 

@@ -5,6 +5,8 @@ PyTorch's formulation, gate order r, z, n. Given gx = x W_ih^T + b_ih and hg = h
     h' = (1 - z) * n + z * h
 The recurrent bias b_hn sits inside the reset product, which is why hg is kept apart from gx.
 Saved for backward per time step: r, z, n and hg_n (4 blocks of H); h_{t-1} is read back from y.
+Zoneout (ZONEOUT, fusedrnn/nn/regularizers.py): h' above is a candidate, h_t = a * h_{t-1} + (1 - a) * h';
+the same blocks are saved (y holds the zoned states, which are the h_{t-1} the backward needs).
 """
 
 import triton
@@ -27,6 +29,8 @@ from fusedrnn.cells.common import (
     store_hidden_and_output,
     tanh,
     tile,
+    zone,
+    zoneout_keep,
 )
 
 
@@ -71,11 +75,11 @@ def pointwise_backward(dh, dc, r, z, n, hg_n, unused, h_prev, c_prev, h, VARIANT
 @triton.jit
 def forward_step(
     tile_b, tile_h, step, gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr,
-    lengths_ptr, rmask_ptr, T, B, H,
+    lengths_ptr, rmask_ptr, zoneout_ptr, T, B, H,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
-    HAS_BIAS: tl.constexpr, RECURRENT_MASK: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
-    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    VARIANT: tl.constexpr,
+    HAS_BIAS: tl.constexpr, RECURRENT_MASK: tl.constexpr, ZONEOUT: tl.constexpr, COMPUTE: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, VARIANT: tl.constexpr,
 ):
     # c_ptr is unused: a GRU has no cell state (the argument keeps one signature for every cell).
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
@@ -93,6 +97,8 @@ def forward_step(
         load_block(gx_ptr, x_at, 0, H, live, COMPUTE), load_block(gx_ptr, x_at, 1, H, live, COMPUTE),
         load_block(gx_ptr, x_at, 2, H, live, COMPUTE), hg_n, hg_r, hg_z, hg_n, hg_n, h_prev, h_prev, VARIANT,
     )
+    if ZONEOUT:  # h' above is the candidate, mixed with the previous state
+        h = zone(h, h_prev, zoneout_keep(zoneout_ptr, 0, t, rows, cols, live, T, B, H, ZONEOUT, COMPUTE))
     store_hidden_and_output(
         h_in_ptr, h_out_ptr, y_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), h, live, mask, HAS_LENGTHS
     )
@@ -108,11 +114,11 @@ def forward_step(
 @triton.jit
 def backward_step(
     tile_b, tile_h, step, acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, rec_grad_ptr, w_hh_ptr, dh_ptr,
-    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, flow_ptr, clip_ptr, T, B, H,
+    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, zoneout_ptr, flow_ptr, clip_ptr, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
-    GEMM_IN_KERNEL: tl.constexpr, RECURRENT_MASK: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
-    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    VARIANT: tl.constexpr, RECORD_FLOW: tl.constexpr, CLIP: tl.constexpr,
+    GEMM_IN_KERNEL: tl.constexpr, RECURRENT_MASK: tl.constexpr, ZONEOUT: tl.constexpr, COMPUTE: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, VARIANT: tl.constexpr, RECORD_FLOW: tl.constexpr, CLIP: tl.constexpr,
 ):
     # c0_ptr and dc_ptr are unused: a GRU has no cell state.
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
@@ -136,8 +142,14 @@ def backward_step(
     prev_at = seq_offsets(previous_time(t, REVERSE), rows, cols, B, H, 1)
     h_prev = previous_state(y_ptr, h0_ptr, prev_at, state_at, live, step, HAS_INIT, COMPUTE)
 
+    dh_candidate = dh
+    if ZONEOUT:  # the kept share of dL/dh_t passes to h_{t-1}, the rest into the candidate
+        keep = zoneout_keep(zoneout_ptr, 0, t, rows, cols, live, T, B, H, ZONEOUT, COMPUTE)
+        dh_candidate = (1.0 - keep) * dh
     d_r, d_z, d_n, _, _, _, d_hn, _, dh_prev, _ = pointwise_backward(
-        dh, dh, r, z, n, hg_n, hg_n, h_prev, h_prev, h_prev, VARIANT)
+        dh_candidate, dh_candidate, r, z, n, hg_n, hg_n, h_prev, h_prev, h_prev, VARIANT)
+    if ZONEOUT:
+        dh_prev += keep * dh
     d_r = tl.where(live, d_r, 0.0)
     d_z = tl.where(live, d_z, 0.0)
     d_n = tl.where(live, d_n, 0.0)

@@ -4,6 +4,11 @@ PyTorch's gate order i, f, g, o. Given the input projection gx = x W_ih^T + b_ih
 time loop) and the recurrent projection hg = h W_hh^T + b_hh:
     i, f, o = sigmoid(.), g = tanh(.),  c' = f * c + i * g,  h' = o * tanh(c')
 Saved for backward per time step: i, f, g, o and c' (5 blocks of H).
+
+Zoneout (ZONEOUT, fusedrnn/nn/regularizers.py): h' and c' above are candidates, each mixed with the previous
+state, h_t = a * h_{t-1} + (1 - a) * h', c_t = e * c_{t-1} + (1 - e) * c' (h' is o * tanh of the candidate
+c'). The same 5 blocks are saved, the fifth the zoned c_t (the next step's c_{t-1}); the backward
+recomputes the candidate c' = f * c_{t-1} + i * g.
 """
 
 import torch
@@ -28,6 +33,8 @@ from fusedrnn.cells.common import (
     store_hidden_and_output,
     tanh,
     tile,
+    zone,
+    zoneout_keep,
 )
 
 
@@ -71,11 +78,11 @@ def pointwise_backward(dh, dc, i, f, g, o, c, h_prev, c_prev, h, VARIANT: tl.con
 @triton.jit
 def forward_step(
     tile_b, tile_h, step, gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr,
-    lengths_ptr, rmask_ptr, T, B, H,
+    lengths_ptr, rmask_ptr, zoneout_ptr, T, B, H,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
-    HAS_BIAS: tl.constexpr, RECURRENT_MASK: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
-    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    VARIANT: tl.constexpr,
+    HAS_BIAS: tl.constexpr, RECURRENT_MASK: tl.constexpr, ZONEOUT: tl.constexpr, COMPUTE: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, VARIANT: tl.constexpr,
 ):
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
     active, t = step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS, REVERSE)
@@ -93,6 +100,10 @@ def forward_step(
         load_block(gx_ptr, x_at, 2, H, live, COMPUTE), load_block(gx_ptr, x_at, 3, H, live, COMPUTE),
         r_i, r_f, r_g, r_o, c_prev, c_prev, VARIANT,
     )
+    if ZONEOUT:  # h and c keep part of their previous values; h' above is o * tanh of the candidate c'
+        h_prev = tl.load(h_in_ptr + state_at, mask=mask).to(COMPUTE)
+        h = zone(h, h_prev, zoneout_keep(zoneout_ptr, 0, t, rows, cols, live, T, B, H, ZONEOUT, COMPUTE))
+        c = zone(c, c_prev, zoneout_keep(zoneout_ptr, 1, t, rows, cols, live, T, B, H, ZONEOUT, COMPUTE))
     tl.store(c_ptr + state_at, tl.where(live, c, c_prev), mask=mask)  # c stays in the compute dtype
     store_hidden_and_output(
         h_in_ptr, h_out_ptr, y_ptr, state_at, seq_offsets(t, rows, cols, B, H, 1), h, live, mask, HAS_LENGTHS
@@ -110,11 +121,11 @@ def forward_step(
 @triton.jit
 def backward_step(
     tile_b, tile_h, step, acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, rec_grad_ptr, w_hh_ptr, dh_ptr,
-    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, flow_ptr, clip_ptr, T, B, H,
+    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, zoneout_ptr, flow_ptr, clip_ptr, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
-    GEMM_IN_KERNEL: tl.constexpr, RECURRENT_MASK: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
-    BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
-    VARIANT: tl.constexpr, RECORD_FLOW: tl.constexpr, CLIP: tl.constexpr,
+    GEMM_IN_KERNEL: tl.constexpr, RECURRENT_MASK: tl.constexpr, ZONEOUT: tl.constexpr, COMPUTE: tl.constexpr,
+    BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    UPCAST: tl.constexpr, VARIANT: tl.constexpr, RECORD_FLOW: tl.constexpr, CLIP: tl.constexpr,
 ):
     # y_ptr, h0_ptr and dhg_ptr are unused: an LSTM's gate gradients are dgx itself.
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
@@ -140,11 +151,24 @@ def backward_step(
     prev_at = seq_offsets(previous_time(t, REVERSE), rows, cols, B, H, 5) + 4 * H
     c_prev = previous_state(acts_ptr, c0_ptr, prev_at, state_at, live, step, HAS_INIT, COMPUTE)
 
-    d_i, d_f, d_g, d_o, _, _, _, _, dh_prev, dc_prev = pointwise_backward(
-        dh, dc_carry, i, f, g, o, c, c_prev, c_prev, c, VARIANT)
-    if RECORD_FLOW:  # dL/dc_t, the total gradient reaching this step's cell state
-        record_grad_norm(flow_ptr, 1, t, rows, tile_h, dc_carry + dh * o * (1.0 - tanh(c) * tanh(c)), live, row_ok,
-                         T, B, H)
+    if ZONEOUT:
+        # The saved c is the zoned state; the step's candidate (which h' read) is recomputed from its gates.
+        # The kept shares of dL/dh_t and dL/dc_t pass to the previous states, the rest into the candidates.
+        keep_h = zoneout_keep(zoneout_ptr, 0, t, rows, cols, live, T, B, H, ZONEOUT, COMPUTE)
+        keep_c = zoneout_keep(zoneout_ptr, 1, t, rows, cols, live, T, B, H, ZONEOUT, COMPUTE)
+        candidate = f * c_prev + i * g
+        d_i, d_f, d_g, d_o, _, _, _, _, _, dc_prev = pointwise_backward(
+            (1.0 - keep_h) * dh, (1.0 - keep_c) * dc_carry, i, f, g, o, candidate, c_prev, c_prev, candidate, VARIANT)
+        dh_prev = keep_h * dh
+        dc_prev += keep_c * dc_carry
+        if RECORD_FLOW:  # the zoned c_t reaches h_t through nothing: its gradient is what came from later
+            record_grad_norm(flow_ptr, 1, t, rows, tile_h, dc_carry, live, row_ok, T, B, H)
+    else:
+        d_i, d_f, d_g, d_o, _, _, _, _, dh_prev, dc_prev = pointwise_backward(
+            dh, dc_carry, i, f, g, o, c, c_prev, c_prev, c, VARIANT)
+        if RECORD_FLOW:  # dL/dc_t, the total gradient reaching this step's cell state
+            record_grad_norm(flow_ptr, 1, t, rows, tile_h, dc_carry + dh * o * (1.0 - tanh(c) * tanh(c)), live,
+                             row_ok, T, B, H)
     d_i = tl.where(live, d_i, 0.0)
     d_f = tl.where(live, d_f, 0.0)
     d_g = tl.where(live, d_g, 0.0)

@@ -14,9 +14,22 @@ cell (a GRU's z * h_{t-1}, the states carried, the outputs) sees h itself. Insid
 every Triton strategy; on torch's backend (CPU tensors under "auto"), a loop of torch ops
 (fusedrnn/nn/torch_loop.py), since torch's RNN implementations cannot run it. Not with proj_size.
 
+zoneout (Krueger et al. 2016), `zoneout=z` (h, and an LSTM's c, at rate z) or, for an LSTM,
+`zoneout=(z_h, z_c)`: in training, at every step each unit of each row keeps its previous value with
+probability z instead of taking the cell's new one: h_t = d_t * h_{t-1} + (1 - d_t) * h~_t with d_t ~
+Bernoulli(z_h) drawn per (t, row, unit), h~_t the cell's ordinary update from h_{t-1} (and likewise
+c_t = e_t * c_{t-1} + (1 - e_t) * c~_t at rate z_c, with h~_t = o * tanh(c~_t) the candidate's, as in the
+paper). The outputs y_t and the states carried and returned are the zoned ones. At evaluation it is the
+paper's expectation, h_t = z_h * h_{t-1} + (1 - z_h) * h~_t (and c alike), not the plain cell: a layer with
+zoneout never runs as the torch module it replaces, in training or eval. Inside the fused kernels of every
+Triton strategy (a per-step mix in the step bodies, its gradient split in the backward's); on torch's
+backend a loop of torch ops, as recurrent_dropout. Not with proj_size.
+
 The masks come from torch's generator on the input's device, per layer and per direction in order: the
-W_hh mask (weight_drop), then the recurrent mask (recurrent_dropout); torch.manual_seed makes a forward
-repeatable.
+W_hh mask (weight_drop), then the recurrent mask (recurrent_dropout), then the zoneout masks (one
+torch.rand of shape (states, T, B, H), kept where below the rate; [0] for h, [1] for an LSTM's c; time t is
+each row's own time, the index of y_t, in both directions; in a packed batch, rows sorted by length);
+torch.manual_seed makes a forward repeatable.
 """
 
 import warnings
@@ -34,26 +47,53 @@ def check_probability(name: str, p) -> float:
     return float(p)
 
 
+def check_zoneout(zoneout, mode: str) -> float | tuple[float, float]:
+    """A layer's zoneout option: a rate, or for an LSTM (z_h, z_c); each by torch's dropout probability rule."""
+    if isinstance(zoneout, (tuple, list)):
+        if mode != "LSTM" or len(zoneout) != 2:
+            raise ValueError(f"zoneout must be a rate, or (rate of h, rate of c) for an LSTM; got {zoneout!r} for "
+                             f"mode {mode}")
+        rates = tuple(check_probability("zoneout", z) for z in zoneout)
+        return rates if any(rates) else 0.0  # off, as the default
+    return check_probability("zoneout", zoneout)
+
+
 class Regularizers:
-    """Mixin for the fused layers: the `weight_drop` and `recurrent_dropout` keywords (see the top of this
-    file). A torch module turned fused by `convert` has none set: the class attributes below are its values."""
+    """Mixin for the fused layers: the `weight_drop`, `recurrent_dropout` and `zoneout` keywords (see the top
+    of this file). A torch module turned fused by `convert` has none set: the class attributes below are its
+    values."""
 
     weight_drop: float = 0.0
     recurrent_dropout: float = 0.0
+    zoneout: float | tuple[float, float] = 0.0
 
-    def __init__(self, *args, weight_drop: float = 0.0, recurrent_dropout: float = 0.0, **kwargs):
+    def __init__(self, *args, weight_drop: float = 0.0, recurrent_dropout: float = 0.0,
+                 zoneout: float | tuple[float, float] = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.weight_drop = check_probability("weight_drop", weight_drop)
         self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
-        self._check_recurrent_dropout()
+        self.zoneout = check_zoneout(zoneout, self.mode)
+        self._check_projection()
 
-    def _check_recurrent_dropout(self) -> None:
-        if self.recurrent_dropout and getattr(self, "proj_size", 0):
-            raise ValueError("fusedrnn: recurrent_dropout with proj_size > 0 is not implemented")
+    def _check_projection(self) -> None:
+        if getattr(self, "proj_size", 0):
+            for name, on in (("recurrent_dropout", self.recurrent_dropout > 0), ("zoneout", self.zoning())):
+                if on:
+                    raise ValueError(f"fusedrnn: {name} with proj_size > 0 is not implemented")
+
+    def zoneout_rates(self) -> tuple[float, ...]:
+        """Zoneout's rate per state (h, and an LSTM's c)."""
+        if isinstance(self.zoneout, tuple):
+            return self.zoneout
+        return (self.zoneout,) * (2 if self.mode == "LSTM" else 1)
+
+    def zoning(self) -> bool:
+        """Whether zoneout changes this forward (in training and at evaluation: see the top of this file)."""
+        return any(z > 0 for z in self.zoneout_rates())
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
-        for name in ("weight_drop", "recurrent_dropout"):
+        for name in ("weight_drop", "recurrent_dropout", "zoneout"):
             s += f", {name}={getattr(self, name)}" if getattr(self, name) else ""
         return s
 
@@ -63,14 +103,25 @@ class Regularizers:
 
     def needs_loop(self) -> bool:
         """Whether torch's backend must run this forward as a loop of torch ops (torch's RNN cannot)."""
-        return self.training and self.recurrent_dropout > 0
+        return (self.training and self.recurrent_dropout > 0) or self.zoning()
 
     def recurrent_mask(self, batch: int, hidden: int, device: torch.device) -> Tensor | None:
         """A new recurrent-dropout mask (batch, hidden), float32, in training; None otherwise."""
         if not (self.training and self.recurrent_dropout > 0):
             return None
-        self._check_recurrent_dropout()
+        self._check_projection()
         return F.dropout(torch.ones(batch, hidden, device=device), self.recurrent_dropout, training=True)
+
+    def zoneout_masks(self, steps: int, batch: int, hidden: int, device: torch.device) -> Tensor | None:
+        """Zoneout for one direction's forward: new (states, steps, batch, hidden) bool masks in training (True
+        keeps the previous value), the (states,) float64 rates at evaluation, None when off."""
+        if not self.zoning():
+            return None
+        self._check_projection()
+        rates = torch.tensor(self.zoneout_rates(), dtype=torch.float64, device=device)
+        if not self.training:
+            return rates
+        return torch.rand(len(rates), steps, batch, hidden, device=device) < rates.view(-1, 1, 1, 1)
 
     def recurrent_weight(self, w_hh: Tensor) -> Tensor:
         """The W_hh this forward runs with: DropConnect's mask on it in training, itself otherwise."""
@@ -94,7 +145,7 @@ class Regularizers:
             self._flat_weights = plain
 
     def __prepare_scriptable__(self) -> nn.Module:
-        for name in ("weight_drop", "recurrent_dropout"):
+        for name in ("weight_drop", "recurrent_dropout", "zoneout"):
             if getattr(self, name):
                 raise RuntimeError(f"torch.jit.script cannot run {type(self).__name__}'s {name} (TorchScript runs "
                                    "torch's implementation, which has not this regulariser); script a model without "

@@ -88,8 +88,9 @@ class LSTM(FusedRNNMixin, nn.LSTM):
     CPU), a Triton strategy ("triton-persistent": one launch for all steps; "triton-fusedstep": the
     recurrent GEMM inside each step's kernel; "triton": a cuBLAS GEMM and a fused kernel per step) or
     "torch"; None (default) reads the environment variable FUSEDRNN_BACKEND, else "auto". Regularisers cuDNN
-    has not, off by default (fusedrnn/nn/regularizers.py): `weight_drop` (DropConnect on W_hh in training) and
-    `recurrent_dropout` (one mask per sequence on the h that enters the recurrent product).
+    has not, off by default (fusedrnn/nn/regularizers.py): `weight_drop` (DropConnect on W_hh in training),
+    `recurrent_dropout` (one mask per sequence on the h that enters the recurrent product) and `zoneout` (per
+    step, units keep their previous h, and c, at random in training; the expectation at evaluation).
 
     proj_size > 0 (h_t = W_hr (o * tanh(c_t))) runs fused in every Triton strategy, each then as the
     stepwise one (cuBLAS GEMMs for the recurrent product and the projection around the fused step kernel);

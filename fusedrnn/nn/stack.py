@@ -99,9 +99,9 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
     (fusedrnn/nn/torch_loop.py: a regularised layer on torch's backend). Returns y (T, B, D * H) and the
     final states, each (L * D, B, H); with an LSTM's proj_size P > 0, y is (T, B, D * P) and h_n
     (L * D, B, P). In training, each direction draws its regularisers' masks in the order of
-    fusedrnn/nn/regularizers.py. The module's recurrent_grad_clip and gradient-flow recorder
-    (fusedrnn/gradient_flow.py) go to each recurrence; row_order puts the recorded rows back in the caller's
-    order (a packed batch)."""
+    fusedrnn/nn/regularizers.py (zoneout at evaluation: its rates). The module's recurrent_grad_clip and
+    gradient-flow recorder (fusedrnn/gradient_flow.py) go to each recurrence; row_order puts the recorded rows
+    back in the caller's order (a packed batch)."""
     T = x.size(0)
     clip = getattr(rnn, "recurrent_grad_clip", None)
     recorder, name = getattr(rnn, "_gradient_flow", None) or (None, "")
@@ -124,13 +124,15 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
             initial = tuple(s[index] for s in states) if states is not None else (None,) * n_states
             w_hh = rnn.recurrent_weight(getattr(rnn, f"weight_hh_{suffix}"))  # weight_drop's mask in training
             mask = rnn.recurrent_mask(x.size(1), rnn.hidden_size, x.device)
+            zoneout = rnn.zoneout_masks(T, x.size(1), rnn.hidden_size, x.device)  # or its rates at eval
             if strategy == "torch":
                 if clip is not None or recorder is not None:
                     raise ValueError("gradient clipping or recording through time runs in the fused kernels only")
                 zeros = x.new_zeros(x.size(1), rnn.hidden_size)
                 initial = tuple(s if s is not None else zeros for s in initial)
                 weights = (w_ih, w_hh, b_ih, b_hh) if rnn.bias else (w_ih, w_hh)
-                y, final = torch_loop.direction(rnn.mode, layer_input, weights, initial, lengths, d == 1, mask)
+                y, final = torch_loop.direction(rnn.mode, layer_input, weights, initial, lengths, d == 1, mask,
+                                                zoneout)
             else:
                 gx = input_projection(layer_input, w_ih, b_ih, rnn.mode, "sequence")
                 w_hr = getattr(rnn, f"weight_hr_{suffix}") if getattr(rnn, "proj_size", 0) else None
@@ -143,7 +145,8 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
                 # As nn.LSTM/GRU on cuDNN: float32 recurrent products may use TF32 when cudnn allows it.
                 y, *final = recurrence(rnn.mode, gx, w_hh, b_hh, initial, lengths, d == 1, strategy,
                                        allow_tf32=torch.backends.cudnn.allow_tf32, w_hr=w_hr,
-                                       recurrent_grad_clip=clip, flow_id=flow_id, recurrent_mask=mask)
+                                       recurrent_grad_clip=clip, flow_id=flow_id, recurrent_mask=mask,
+                                       zoneout=zoneout)
             outputs.append(y)
             for acc, s in zip(finals, final):
                 acc.append(s)

@@ -76,11 +76,13 @@ def _strategy(name: str, projected: bool):
 def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | None,
             h0: torch.Tensor | None, c0: torch.Tensor | None, lengths: torch.Tensor | None, reverse: bool,
             store_acts: bool, allow_tf32: bool, w_hr: torch.Tensor | None = None,
-            recurrent_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+            recurrent_mask: torch.Tensor | None = None,
+            zoneout: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """The forward of `fusedrnn::recurrence` (fusedrnn/ops.py): (y, h_n, c_n, acts). c_n is empty for a cell
     without a cell state, acts (the activations the backward reads) unless store_acts. With w_hr (an LSTM's
     projection, (P, H); then w_hh is (4H, P) and h0 (B, P)) y and h_n are the unprojected h_raw. With
-    recurrent_mask m (B, H), every step's recurrent product reads h_{t-1} * m. Returns no views."""
+    recurrent_mask m (B, H), every step's recurrent product reads h_{t-1} * m. With zoneout (see _zoneout) each
+    new state is mixed with the previous one. Returns no views."""
     projected = w_hr is not None
     cell, strategy = cell_for(mode), _strategy(strategy_name, projected)
     gx, w_hh, b_hh, h0, c0, lengths, w_hr = contiguous(gx, w_hh, b_hh, h0, c0, lengths, w_hr)
@@ -89,6 +91,7 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
     dtype, device = gx.dtype, gx.device
     compute, tl_compute = compute_dtype(dtype)
     rmask = _recurrent_mask(recurrent_mask, compute, projected)
+    zoneout, zoneout_mode = _zoneout(zoneout, compute, projected)
     # The state buffers: two that alternate when other programs read h (the GEMM in the kernel), else one.
     h_bufs = new_empty(gx, 2 if strategy.gemm_in_kernel else 1, B, H)
     # With a projection they hold h_raw, which the kernel reads only for a finished row (its own last
@@ -100,18 +103,18 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
     y = new_empty(gx, T, B, H)
     # The kernel writes no activations past a row's end, and acts is an output of the op: zeros there.
     new_acts = gx.new_zeros if lengths is not None else functools.partial(new_empty, gx)
-    acts = new_acts(T, B, cell.saved_blocks * H) if store_acts else gx.new_empty(0)
+    acts = new_acts(T, B, cell.saved(zoneout_mode != 0) * H) if store_acts else gx.new_empty(0)
     hg = y if strategy.gemm_in_kernel else new_empty(gx, B, cell.gates * H)  # the stepwise GEMM's output
     args = dict(
         gx_ptr=gx, hg_ptr=hg, w_hh_ptr=w_hh, b_hh_ptr=b_hh if b_hh is not None else w_hh, h_ptr=h_bufs,
         h_flip=B * H if strategy.gemm_in_kernel else 0, c_ptr=c, y_ptr=y, acts_ptr=acts if acts.numel() else y,
         lengths_ptr=lengths if lengths is not None else y, rmask_ptr=rmask if rmask is not None else y,
-        sync_ptr=_sync_buffer(strategy, device), T=T, B=B, H=H,
+        zoneout_ptr=zoneout if zoneout is not None else y, sync_ptr=_sync_buffer(strategy, device), T=T, B=B, H=H,
     )  # stand-ins for absent tensors are never read
     flags = dict(
         CELL_STEP=cell.forward_step, CELL_VARIANT=cell.variant, HAS_LENGTHS=lengths is not None, REVERSE=reverse,
         STORE_ACTS=store_acts, GEMM_IN_KERNEL=strategy.gemm_in_kernel, HAS_BIAS=b_hh is not None,
-        RECURRENT_MASK=rmask is not None, COMPUTE=tl_compute, **gemm_flags(dtype, allow_tf32),
+        RECURRENT_MASK=rmask is not None, ZONEOUT=zoneout_mode, COMPUTE=tl_compute, **gemm_flags(dtype, allow_tf32),
     )
     if rmask is not None and not strategy.gemm_in_kernel:  # the stepwise GEMM reads h * m from here
         h_masked, rmask_stored = new_empty(gx, B, H), rmask.to(dtype)
@@ -141,8 +144,8 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
              acts: torch.Tensor, y: torch.Tensor, w_hh: torch.Tensor, h0: torch.Tensor | None,
              c0: torch.Tensor | None, lengths: torch.Tensor | None, reverse: bool, allow_tf32: bool,
              w_hh_grad: bool, w_hr: torch.Tensor | None = None, w_hr_grad: bool = False, record_flow: bool = False,
-             clip_mode: str = "", clip: float = 0.0,
-             recurrent_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+             clip_mode: str = "", clip: float = 0.0, recurrent_mask: torch.Tensor | None = None,
+             zoneout: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """The forward of `fusedrnn::recurrence_backward`: (dgx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr, flow) from the
     gradients of y, h_n and c_n (empty for a cell without a cell state, as d_c0) and what the forward saved;
     d_w_hh is empty unless w_hh_grad. With w_hr, y, dy and dh are the unprojected ones (B, H), h0 and d_h0
@@ -150,7 +153,8 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
     record_flow: flow is (states, T, B) ||dL/dh_t|| (and ||dL/dc_t||) per row at each row's own time (zero
     outside its length), else empty. clip_mode "value" or "norm" clips dL/dh_t at `clip` (see
     fusedrnn/gradient_flow.py); "norm" runs the stepwise pattern, its per-row factors a host op per step.
-    With the forward's recurrent_mask m, the gradient through each recurrent product is masked by m."""
+    With the forward's recurrent_mask m, the gradient through each recurrent product is masked by m; with its
+    zoneout, each step passes the kept share of dL/dh_t (and dL/dc_t) straight to the previous state."""
     projected = w_hr is not None
     clip_by_norm = clip_mode == "norm"
     cell, strategy = cell_for(mode), _strategy(strategy_name, projected or clip_by_norm)
@@ -160,6 +164,7 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
     GH = cell.gates * H
     compute, tl_compute = compute_dtype(y.dtype)
     rmask = _recurrent_mask(recurrent_mask, compute, projected)
+    zoneout, zoneout_mode = _zoneout(zoneout, compute, projected)
     has_init = h0 is not None or c0 is not None
     h0, c0 = (s if s is not None else y.new_zeros(B, n) for s, n in ((h0, w_hh.shape[1]), (c0, H)))  # read if has_init
     dh = dh.to(compute, copy=True)
@@ -204,14 +209,14 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
         w_hh_ptr=w_hh, dh_ptr=dh, dc_ptr=dc, dgx_ptr=dgx, dhg_ptr=dhg, dstep_ptr=dsteps,
         dstep_flip=B * GH if write_step and strategy.gemm_in_kernel else 0,
         lengths_ptr=lengths if lengths is not None else y, rmask_ptr=rmask if rmask is not None else y,
-        flow_ptr=flow if record_flow else dh, clip_ptr=clip_factors if clip_mode else dh,
-        sync_ptr=_sync_buffer(strategy, y.device), T=T, B=B, H=H,
+        zoneout_ptr=zoneout if zoneout is not None else y, flow_ptr=flow if record_flow else dh,
+        clip_ptr=clip_factors if clip_mode else dh, sync_ptr=_sync_buffer(strategy, y.device), T=T, B=B, H=H,
     )  # stand-ins for absent tensors are never read
     flags = dict(
         CELL_STEP=cell.backward_step, CELL_VARIANT=cell.variant, GATES=cell.gates, HAS_INIT=has_init,
         HAS_LENGTHS=lengths is not None, REVERSE=reverse, WRITE_STEP=write_step,
-        GEMM_IN_KERNEL=strategy.gemm_in_kernel, RECURRENT_MASK=rmask is not None, COMPUTE=tl_compute,
-        RECORD_FLOW=record_flow, CLIP=CLIP_MODES[clip_mode], **gemm_flags(y.dtype, allow_tf32),
+        GEMM_IN_KERNEL=strategy.gemm_in_kernel, RECURRENT_MASK=rmask is not None, ZONEOUT=zoneout_mode,
+        COMPUTE=tl_compute, RECORD_FLOW=record_flow, CLIP=CLIP_MODES[clip_mode], **gemm_flags(y.dtype, allow_tf32),
     )
 
     def host_gemm_and_clip(k: int) -> None:
@@ -292,6 +297,20 @@ def _recurrent_mask(mask: torch.Tensor | None, compute: torch.dtype, projected: 
     if projected:
         raise ValueError("fusedrnn: recurrent dropout with an LSTM projection (proj_size > 0) is not implemented")
     return mask.to(compute).contiguous()
+
+
+def _zoneout(zoneout: torch.Tensor | None, compute: torch.dtype,
+             projected: bool) -> tuple[torch.Tensor | None, int]:
+    """Zoneout as the kernels read it, and their ZONEOUT flag: none (0); training's (states, T, B, H) bool masks,
+    True where a unit keeps its previous value, as uint8 (1); evaluation's (states,) rates, the expectation, in
+    the compute dtype (2: a tensor, since a float argument would be rounded to float32)."""
+    if zoneout is None:
+        return None, 0
+    if projected:
+        raise ValueError("fusedrnn: zoneout with an LSTM projection (proj_size > 0) is not implemented")
+    if zoneout.dim() == 1:
+        return zoneout.to(compute).contiguous(), 2
+    return zoneout.contiguous().view(torch.uint8), 1
 
 
 def contiguous(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
