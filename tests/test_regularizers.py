@@ -166,12 +166,18 @@ def test_weight_drop_leaves_parameters_state_dict_and_flat_weights_alone():
 
 
 def test_options_through_convert_and_their_errors():
-    model = nn.Sequential(nn.LSTM(4, 6), nn.GRUCell(6, 6))
-    converted = fusedrnn.convert(model, weight_drop=0.25)
-    assert isinstance(converted[0], fusedrnn.LSTM) and converted[0].weight_drop == 0.25
-    assert getattr(converted[1], "weight_drop", 0.0) == 0.0
+    model = nn.Sequential(nn.LSTM(4, 6), nn.GRUCell(6, 6), nn.GRU(6, 6))
+    converted = fusedrnn.convert(model, weight_drop=0.25, recurrent_dropout=0.1, zoneout=0.2)
+    assert isinstance(converted[0], fusedrnn.LSTM)
+    assert (converted[0].weight_drop, converted[0].recurrent_dropout, converted[0].zoneout) == (0.25, 0.1, 0.2)
+    assert (converted[2].weight_drop, converted[2].recurrent_dropout, converted[2].zoneout) == (0.25, 0.1, 0.2)
+    assert getattr(converted[1], "weight_drop", 0.0) == 0.0  # the cells take none
     fresh = fusedrnn.convert(nn.GRU(4, 6))
-    assert fresh.weight_drop == 0.0 and fresh.recurrent_dropout == 0.0  # off unless asked
+    assert fresh.weight_drop == fresh.recurrent_dropout == fresh.zoneout == 0.0  # off unless asked
+    with pytest.raises(ValueError, match="zoneout must be a rate"):
+        fusedrnn.convert(nn.GRU(4, 6), zoneout=(0.1, 0.2))  # a pair is an LSTM's
+    with pytest.raises(ValueError, match="recurrent_dropout with proj_size"):
+        fusedrnn.convert(nn.LSTM(4, 6, proj_size=3), recurrent_dropout=0.2)
     for option in ("weight_drop", "recurrent_dropout"):
         for bad in (-0.1, 1.5, "0.3", True):
             with pytest.raises(ValueError, match=f"{option} should be a number in range"):

@@ -26,12 +26,12 @@ def _fused_class(module: nn.Module, subclasses: bool):
     return None
 
 
-def _swap(module: nn.Module, fused_class, backend: str | None, weight_drop: float | None) -> nn.Module:
-    """The fused twin of `module` (see fusedrnn.nn.twin)."""
+def _swap(module: nn.Module, fused_class, backend: str | None, regularizers: dict) -> nn.Module:
+    """The fused twin of `module` (see fusedrnn.nn.twin), with the regularisers given (layers only)."""
     fused = twin(module, fused_class)
     fused.backend = backend if backend is not None else getattr(module, "backend", None)
-    if weight_drop is not None and isinstance(fused, nn.RNNBase):
-        fused.weight_drop = weight_drop
+    if regularizers and isinstance(fused, nn.RNNBase):
+        fused.set_regularizers(**regularizers)
     return fused
 
 
@@ -54,16 +54,18 @@ def _report(module: nn.Module, subclasses: bool, path: str = "") -> list[str]:
     return lines
 
 
-def convert(module: nn.Module, backend: str | None = None, subclasses: bool = False,
-            verbose: bool = False, weight_drop: float | None = None) -> nn.Module:
+def convert(module: nn.Module, backend: str | None = None, subclasses: bool = False, verbose: bool = False,
+            weight_drop: float | None = None, recurrent_dropout: float | None = None,
+            zoneout: float | tuple[float, float] | None = None) -> nn.Module:
     """Replace every `nn.LSTM`, `nn.GRU`, `nn.RNN` and their cells in `module` (itself included,
     at any depth: Sequential, ModuleList, ModuleDict, attributes) by its fused twin, in place.
 
     Weights (the same Parameter objects), device, dtype, training mode and requires_grad are kept, so
     the state dict still loads into the original model. Subclasses of the torch classes may override
     forward and are left alone unless `subclasses=True` (which replaces them by the plain fused class).
-    `backend` sets the fused modules' backend (None: FUSEDRNN_BACKEND or "auto"); `weight_drop` the layers'
-    DropConnect on W_hh (None: as the module had it, else off; fusedrnn/nn/regularizers.py). `verbose=True` prints
+    `backend` sets the fused modules' backend (None: FUSEDRNN_BACKEND or "auto"); `weight_drop`,
+    `recurrent_dropout` and `zoneout` the layers' regularisers (None: as the module had them, else off;
+    fusedrnn/nn/regularizers.py; the cells take none). `verbose=True` prints
     one line per RNN module found: swapped, already fused, or left alone and why. Returns the module,
     which is a new object only when `module` itself is an RNN.
 
@@ -71,15 +73,21 @@ def convert(module: nn.Module, backend: str | None = None, subclasses: bool = Fa
         swapped encoder: torch.nn.modules.rnn.LSTM -> fusedrnn.LSTM
     """
     check_backend(backend)
-    if weight_drop is not None:
-        check_probability("weight_drop", weight_drop)
+    given = dict(weight_drop=weight_drop, recurrent_dropout=recurrent_dropout, zoneout=zoneout)
+    return _convert(module, backend, subclasses, verbose, {k: v for k, v in given.items() if v is not None})
+
+
+def _convert(module: nn.Module, backend: str | None, subclasses: bool, verbose: bool, regularizers: dict):
+    for name in ("weight_drop", "recurrent_dropout"):
+        if name in regularizers:
+            check_probability(name, regularizers[name])
     if verbose:
         print("\n".join(_report(module, subclasses) or ["fusedrnn.convert: no RNN module found"]))
     fused_class = _fused_class(module, subclasses)
     if fused_class is not None:
-        return _swap(module, fused_class, backend, weight_drop)
+        return _swap(module, fused_class, backend, regularizers)
     for name, child in module.named_children():
-        converted = convert(child, backend, subclasses, weight_drop=weight_drop)
+        converted = _convert(child, backend, subclasses, False, regularizers)
         if converted is not child:
             setattr(module, name, converted)
     return module

@@ -70,9 +70,18 @@ class Regularizers:
     def __init__(self, *args, weight_drop: float = 0.0, recurrent_dropout: float = 0.0,
                  zoneout: float | tuple[float, float] = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
-        self.weight_drop = check_probability("weight_drop", weight_drop)
-        self.recurrent_dropout = check_probability("recurrent_dropout", recurrent_dropout)
-        self.zoneout = check_zoneout(zoneout, self.mode)
+        self.set_regularizers(weight_drop=weight_drop, recurrent_dropout=recurrent_dropout, zoneout=zoneout)
+
+    def set_regularizers(self, **options) -> None:
+        """Sets the regularisers named (weight_drop, recurrent_dropout, zoneout), each checked as the
+        constructor checks it; the others keep their values."""
+        checks = dict(weight_drop=lambda p: check_probability("weight_drop", p),
+                      recurrent_dropout=lambda p: check_probability("recurrent_dropout", p),
+                      zoneout=lambda z: check_zoneout(z, self.mode))
+        for name, value in options.items():
+            if name not in checks:
+                raise TypeError(f"unknown regulariser {name!r}; the layers take {', '.join(checks)}")
+            setattr(self, name, checks[name](value))
         self._check_projection()
 
     def _check_projection(self) -> None:
