@@ -4,12 +4,17 @@ It uses the machine's own python3 from the source tree (PYTHONPATH=.) and instal
 what we know least, so that a run cut short by its time limit still brings back the most important part:
   1. versions and the GPU;
   2. the persistent strategy's own GPU tests (barrier, repeatability, program counts, co-residency,
-     fallback, CUDA-graph capture), every grid barrier bounded (FUSEDRNN_SPIN_LIMIT) so none can hang;
-  3. the benchmark suite's gpu-check grid (speed, memory, gradient error vs cuDNN);
-  4. the GPU tests of every strategy (`pytest -m gpu tests/test_gpu.py`) against float64 and cuDNN;
-  5. what the regularisers cost (benchmarks/regularizers.py: weight_drop, recurrent_dropout vs the plain fused
+     fallback, CUDA-graph capture) and its W_hh-on-chip tests against float64 and cuDNN
+     (tests/test_gpu.py::test_w_on_chip_against_cudnn), every grid barrier bounded (FUSEDRNN_SPIN_LIMIT) so
+     none can hang;
+  3. W_hh on chip against from L2, timed (benchmarks/profile_steps.py --only-w-on-chip: LSTM bf16 at
+     B=64 H=512 and B=16 H=1024, T=512);
+  4. the benchmark suite's gpu-check grid (speed, memory, gradient error vs cuDNN);
+  5. the GPU tests of every strategy (`pytest -m gpu tests/test_gpu.py`, but those of step 2) against float64
+     and cuDNN;
+  6. what the regularisers cost (benchmarks/regularizers.py: weight_drop, recurrent_dropout vs the plain fused
      layer, cuDNN, and the loop a user would write);
-  6. the barrier's cost, a profile of one forward+backward per strategy and a sweep of the persistent
+  7. the barrier's cost, a profile of one forward+backward per strategy and a sweep of the persistent
      strategy's tiles (benchmarks/profile_steps.py), for the notes.
 Everything printed is also written to benchmarks/results/<GPU>_<date>_gpu-check.log beside the suite's
 CSV, markdown and plots, and copied to $OUT (the device tool's return folder) after every step. Once the
@@ -34,10 +39,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DRY = os.environ.get("GPU_CHECK_DRY") == "1"
 # Sized to end within ~9.5 minutes in all (the device tool's lease is 15 minutes, starts and a rerun included).
 PERSISTENT_TIMEOUT_S = 100
+W_ON_CHIP_TIMEOUT_S = 30
 BENCH_TIMEOUT_S = 220
 TEST_TIMEOUT_S = 160
-PROFILE_TIMEOUT_S = 60
+PROFILE_TIMEOUT_S = 30
 REGULARIZERS_TIMEOUT_S = 40
+ON_CHIP_TESTS = "tests/test_gpu.py::test_w_on_chip_against_cudnn"
 SPIN_LIMIT = str(1 << 24)  # polls per barrier wait before it gives up (~seconds): a hang becomes an error
 
 
@@ -104,7 +111,11 @@ def main() -> int:
         say(f"GPU {device}: {props.multi_processor_count} SMs, {props.total_memory / 2**30:.0f} GiB")
 
     pytest = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider"]
-    persistent_ok = step("Persistent strategy: GPU tests", [*pytest, "tests/test_persistent.py"], PERSISTENT_TIMEOUT_S)
+    persistent_ok = step("Persistent strategy: GPU tests", [*pytest, "tests/test_persistent.py", ON_CHIP_TESTS],
+                         PERSISTENT_TIMEOUT_S)
+    # Informational: what keeping W_hh on chip (opt-in, FUSEDRNN_W_ON_CHIP) gains.
+    step("W_hh on chip: timing", [sys.executable, "benchmarks/profile_steps.py", "--only-w-on-chip"],
+         W_ON_CHIP_TIMEOUT_S, bounded_barriers=not persistent_ok)
     bench_args = ["--dry-run"] if DRY else ["--grid", "gpu-check"]
     # Timed as users run it (unbounded barrier waits, no check after each launch) once the barrier has
     # passed its tests; bounded otherwise, so that a broken barrier cannot hang the run.
@@ -113,7 +124,8 @@ def main() -> int:
         [sys.executable, "-m", "fusedrnn.bench", *bench_args, "--out", str(out_dir.relative_to(ROOT))],
         BENCH_TIMEOUT_S, bounded_barriers=not persistent_ok,
     )
-    tests_ok = step("GPU tests, every strategy", [*pytest, "tests/test_gpu.py"], TEST_TIMEOUT_S)
+    tests_ok = step("GPU tests, every strategy", [*pytest, "tests/test_gpu.py", "-k", "not test_w_on_chip"],
+                    TEST_TIMEOUT_S)
     # Informational: the regularisers' overhead; barrier cost, where one forward+backward spends its time, tiles.
     step("Regularisers' overhead", [sys.executable, "benchmarks/regularizers.py"], REGULARIZERS_TIMEOUT_S,
          bounded_barriers=not persistent_ok)

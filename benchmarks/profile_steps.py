@@ -11,6 +11,9 @@
    Triton's JIT launches and with direct launches (FUSEDRNN_DIRECT_LAUNCH) side by side.
 3. --sweep: forward and forward+backward time of the persistent strategy for several tile shapes and
    pipeline depths (patching `tiles.choose`), each checked against the default tiles' outputs.
+4. --w-on-chip (--only-w-on-chip: this alone): the persistent strategy with W_hh read from L2 at every step
+   and kept on chip (FUSEDRNN_W_ON_CHIP), forward and forward+backward, where each kernel kept W_hh, and the
+   outputs' difference.
 Run by `make gpu-check` after the benchmarks; GPU_CHECK_DRY=1 runs it on the CPU in Triton's interpreter
 at a tiny shape.
 """
@@ -36,7 +39,7 @@ from fusedrnn.bench.providers import FUSED_STRATEGIES, PROVIDERS  # noqa: E402
 from fusedrnn.bench.suites import forward_backward, forward_only  # noqa: E402
 from fusedrnn.bench.timing import time_call  # noqa: E402
 from fusedrnn.bench.workload import draw_inputs, make_template  # noqa: E402
-from fusedrnn.strategies import launch, tiles  # noqa: E402
+from fusedrnn.strategies import launch, persistent, tiles  # noqa: E402
 from fusedrnn.strategies.kernels import grid_barrier  # noqa: E402
 from fusedrnn.strategies.persistent import LAUNCH_OPTIONS  # noqa: E402
 from fusedrnn.strategies.tiles import Tiles  # noqa: E402
@@ -138,6 +141,36 @@ def sweep_tiles(case: Case, device: torch.device, repeats: int) -> None:
         tiles.choose = default_choose
 
 
+def time_w_on_chip(case: Case, device: torch.device, repeats: int) -> None:
+    """Forward and forward+backward medians of the persistent strategy with W_hh from L2 (the default) and on
+    chip, the placement each kernel got, and the largest output difference relative to the output's scale."""
+    runner = PROVIDERS["fusedrnn-persistent"].build(case, make_template(case, device))
+    inputs = draw_inputs(case, device, seed=1)
+    print(f"\n{case.label} | fusedrnn-persistent, W_hh from L2 / on chip (median of {repeats})")
+    default, outputs = persistent.W_ON_CHIP, {}
+    try:
+        for on_chip in (False, True):
+            persistent.W_ON_CHIP = on_chip
+            persistent.STRATEGY.w_hh_placement = {}
+            label = "  W_hh on chip" if on_chip else "  W_hh from L2"
+            try:
+                forward = time_call(forward_only(runner), [inputs], warmup=1, repeats=repeats, device=device)
+                both = time_call(forward_backward(runner), [inputs], warmup=1, repeats=repeats, device=device)
+                with torch.no_grad():
+                    outputs[on_chip] = runner.forward(inputs.x, inputs.states)[0].float()
+                placement = ", ".join(f"{name.split('_')[0]}: {where}"
+                                      for name, where in persistent.STRATEGY.w_hh_placement.items())
+                print(f"{label}: forward {forward.median_ms:8.3f} ms ({forward.median_ms * 1000 / case.seq_len:6.2f} "
+                      f"us/step), fwd+bwd {both.median_ms:8.3f} ms [{placement}]", flush=True)
+            except Exception as error:  # report it, go on with the next
+                print(f"{label}: FAILED {type(error).__name__}: {str(error).strip().splitlines()[0][:200]}")
+    finally:
+        persistent.W_ON_CHIP = default
+    if len(outputs) == 2:
+        error = float((outputs[True] - outputs[False]).abs().max() / outputs[False].abs().max())
+        print(f"  on chip vs from L2: largest difference {error:.1e} of the output's scale")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="3x37x7" if DRY else "64x512x256", help="BxHxT")
@@ -148,15 +181,26 @@ def main() -> int:
     parser.add_argument("--sweep-shapes", default="3x37x7" if DRY else "64x512x512,16x768x1024")
     parser.add_argument("--sweep-dtypes", default="float32" if DRY else "bfloat16")
     parser.add_argument("--only-sweep", action="store_true", help="the sweep alone (implies --sweep)")
+    parser.add_argument("--w-on-chip", action="store_true", help="also time W_hh on chip against from L2 (LSTM)")
+    parser.add_argument("--w-on-chip-shapes", default="3x16x7" if DRY else "64x512x512,16x1024x512")
+    parser.add_argument("--w-on-chip-dtypes", default="float32" if DRY else "bfloat16")
+    parser.add_argument("--only-w-on-chip", action="store_true", help="W_hh on chip alone (implies --w-on-chip)")
     args = parser.parse_args()
     device = torch.device("cpu" if DRY else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         print("profile_steps needs a CUDA GPU; GPU_CHECK_DRY=1 runs it on the CPU at a tiny shape.")
         return 2
-    if args.only_sweep:
+    if args.only_w_on_chip:
+        args.w_on_chip = True
+    elif args.only_sweep:
         args.sweep = True
     else:
         profile_all(args, device)
+    if args.w_on_chip:
+        for shape in args.w_on_chip_shapes.split(","):
+            b, h, t = parse_shape(shape)
+            for dtype in map(parse_dtype, args.w_on_chip_dtypes.split(",")):
+                time_w_on_chip(Case("sequence", "LSTM", dtype, b, h, h, t), device, 2 if DRY else 5)
     if args.sweep:
         for shape in args.sweep_shapes.split(","):
             b, h, t = parse_shape(shape)

@@ -16,6 +16,7 @@ import pytest
 from fusedrnn.cells import MODES
 
 ROOT = Path(__file__).resolve().parents[1]
+HOPPER_SHARED_BYTES = 227 * 1024  # shared memory one block may opt in to on sm_90
 
 
 @pytest.mark.parametrize("strategy, shapes, dtypes, options", [
@@ -25,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
     ("triton-persistent", "64x512", "float32", ["--recurrent-mask"]),  # recurrent dropout's kernels
     ("triton-persistent", "64x512", "float32", ["--zoneout"]),  # zoneout's (training masks)
     ("single-step", "64x512", "bfloat16", []),  # the cells' one-launch step
+    ("triton-persistent", "16x1024", "bfloat16", ["--w-on-chip"]),  # W_hh on chip (FUSEDRNN_W_ON_CHIP)
+    ("triton-persistent", "64x512", "float32", ["--w-on-chip"]),
 ])
 def test_kernels_compile_for_hopper(strategy, shapes, dtypes, options):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile, do not interpret
@@ -40,6 +43,9 @@ def test_kernels_compile_for_hopper(strategy, shapes, dtypes, options):
     if strategy == "triton-persistent":  # one program per SM: a spill would slow every step of every program
         for line in reports:
             assert re.search(r"spills 0/0 B", line), line
+    if "--w-on-chip" in options:  # the slice and h's staging fit an H100/H200 block's shared memory (227 KB)
+        for line in reports:
+            assert int(re.search(r"shared (\d+) B", line).group(1)) <= HOPPER_SHARED_BYTES, line
 
 
 def test_gradient_flow_kernels_compile_for_hopper():

@@ -98,6 +98,32 @@ def test_elman_layer_against_cudnn(backend, mode, dtype, shape, direct_launch, m
     check_layer_against_cudnn(backend, mode, dtype, shape, direct_launch, monkeypatch)
 
 
+# W_hh on chip (FUSEDRNN_W_ON_CHIP, opt-in): shapes where the persistent strategy gives every program one tile
+# (128 programs of 16x16 at B=64 H=512, 64 at B=16 H=1024). gpu-check runs these in its persistent stage.
+ON_CHIP_CASES = [("LSTM", torch.bfloat16, SHAPES[0]), ("GRU", torch.bfloat16, SHAPES[0]),
+                 ("RNN_TANH", torch.bfloat16, SHAPES[0]), ("LSTM", torch.float32, SHAPES[0]),
+                 ("GRU", torch.float32, SHAPES[0]), ("LSTM", torch.bfloat16, SHAPES[1]),
+                 ("GRU", torch.bfloat16, SHAPES[1])]
+if DRY:
+    ON_CHIP_CASES = [("LSTM", torch.float32, (3, 37, 7, {}, False)), ("GRU", torch.float16, (3, 37, 7, {}, False)),
+                     ("RNN_TANH", torch.float32, (4, 8, 5, dict(num_layers=2, bidirectional=True), True))]
+
+
+@pytest.mark.parametrize("mode, dtype, shape", [
+    pytest.param(*case, id=f"{case[0]}-{str(case[1]).split('.')[-1]}-{shape_id(case[2])}") for case in ON_CHIP_CASES])
+def test_w_on_chip_against_cudnn(mode, dtype, shape, monkeypatch):
+    """The persistent strategy with W_hh on chip against float64 and cuDNN; both kernels must have kept it there
+    (bf16 and fp32 slices fit the H100/H200's shared memory at these shapes: 160 KB at most)."""
+    from fusedrnn.strategies import persistent
+
+    monkeypatch.setattr(persistent, "W_ON_CHIP", True)
+    monkeypatch.setattr(persistent.STRATEGY, "w_hh_placement", {})
+    if DRY:  # one program per tile in the interpreter: one launch per step
+        monkeypatch.setattr(persistent, "INTERPRETER_PROGRAMS", 1 << 20)
+    check_layer_against_cudnn("triton-persistent", mode, dtype, shape, False, monkeypatch)
+    assert persistent.STRATEGY.w_hh_placement == {"forward_kernel": "on chip", "backward_kernel": "on chip"}
+
+
 def check_layer_against_cudnn(backend, mode, dtype, shape, direct_launch, monkeypatch):
     from fusedrnn.cells import REGISTRY
     from fusedrnn.strategies import launch

@@ -102,6 +102,13 @@ def gate_matmul(
             r2 = dot(a, tl.load(w_at + 2 * gate_stride, mask=w_ok, other=0.0), r2, UPCAST, COMPUTE, DOT_PRECISION)
         if GATES == 4:
             r3 = dot(a, tl.load(w_at + 3 * gate_stride, mask=w_ok, other=0.0), r3, UPCAST, COMPUTE, DOT_PRECISION)
+    return add_gate_bias(r0, r1, r2, r3, b_ptr, cols, col_ok, H, GATES, HAS_BIAS, COMPUTE)
+
+
+@triton.jit
+def add_gate_bias(r0, r1, r2, r3, b_ptr, cols, col_ok, H, GATES: tl.constexpr, HAS_BIAS: tl.constexpr,
+                  COMPUTE: tl.constexpr):
+    """Each gate's tile plus its columns of b (GATES * H,), after the product (the order both products keep)."""
     if HAS_BIAS:
         r0 += tl.load(b_ptr + cols, mask=col_ok, other=0.0).to(COMPUTE)[None, :]
         if GATES >= 2:
@@ -113,9 +120,84 @@ def gate_matmul(
     return r0, r1, r2, r3
 
 
+# ---- W_hh on chip (fusedrnn/strategies/persistent.py, FUSEDRNN_W_ON_CHIP): opt-in, a compile-time flag ------
+# A program that owns one tile for the whole time loop loads its slice of W_hh once, before the loop, as GATES
+# tiles of [K_PAD, BLOCK_H] (K_PAD: H padded to a power of two for tl.arange; rows past H are zeros), and each
+# step multiplies with them over the whole K in one dot per gate instead of re-reading W_hh from L2 in chunks.
+# Triton keeps such loop-invariant dot operands in shared memory (benchmarks/NOTES.md, 2026-12-04). The step
+# bodies get the tiles as `w_tiles`, a tuple of GATES tensors, or None (off: the code is what it was without).
+
+
+@triton.jit
+def resident_weights(w_hh_ptr, tile_h, H, GATES: tl.constexpr, BLOCK_H: tl.constexpr, K_PAD: tl.constexpr,
+                     FOR_GRAD: tl.constexpr):
+    """Hidden tile tile_h's slice of W_hh (GATES * H, H), row-major, as a tuple of GATES [K_PAD, BLOCK_H] tiles.
+    Forward (FOR_GRAD false): tile g is W_hh[g*H + cols, :]^T, gate g's columns of h @ W_hh^T. Backward: tile g is
+    W_hh[g*H : g*H + H, cols], what gate g's block of the later step's gradients contributes to dL/dh[:, cols]."""
+    cols = tile_h * BLOCK_H + tl.arange(0, BLOCK_H)
+    ks = tl.arange(0, K_PAD)
+    ok = (ks < H)[:, None] & (cols < H)[None, :]
+    if FOR_GRAD:
+        at = ks[:, None] * H + cols[None, :]
+    else:
+        at = ks[:, None] + cols[None, :] * H
+    w_tiles = (tl.load(w_hh_ptr + at, mask=ok, other=0.0),)
+    if GATES >= 2:
+        w_tiles = w_tiles + (tl.load(w_hh_ptr + H * H + at, mask=ok, other=0.0),)
+    if GATES >= 3:
+        w_tiles = w_tiles + (tl.load(w_hh_ptr + 2 * H * H + at, mask=ok, other=0.0),)
+    if GATES == 4:
+        w_tiles = w_tiles + (tl.load(w_hh_ptr + 3 * H * H + at, mask=ok, other=0.0),)
+    return w_tiles
+
+
+@triton.jit
+def resident_gate_matmul(
+    a_ptr, K, w_tiles, rows, row_ok, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, a_mask_ptr, A_MASK: tl.constexpr,
+):
+    """gate_matmul's products (no bias) with the forward tiles of resident_weights: A's rows (B, K) read once,
+    whole (from L2, .cg, as there), one dot per gate. Four tiles, zeros past the gates."""
+    K_PAD: tl.constexpr = w_tiles[0].shape[0]
+    ks = tl.arange(0, K_PAD)
+    at = rows.to(tl.int64)[:, None] * K + ks[None, :]
+    a_ok = row_ok[:, None] & (ks < K)[None, :]
+    a = tl.load(a_ptr + at, mask=a_ok, other=0.0, cache_modifier=".cg")
+    if A_MASK:
+        a = (a.to(COMPUTE) * tl.load(a_mask_ptr + at, mask=a_ok, other=0.0)).to(a_ptr.dtype.element_ty)
+    zeros = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    r0 = dot(a, w_tiles[0], zeros, UPCAST, COMPUTE, DOT_PRECISION)
+    r1, r2, r3 = zeros, zeros, zeros
+    if len(w_tiles) >= 2:
+        r1 = dot(a, w_tiles[1], zeros, UPCAST, COMPUTE, DOT_PRECISION)
+    if len(w_tiles) >= 3:
+        r2 = dot(a, w_tiles[2], zeros, UPCAST, COMPUTE, DOT_PRECISION)
+    if len(w_tiles) == 4:
+        r3 = dot(a, w_tiles[3], zeros, UPCAST, COMPUTE, DOT_PRECISION)
+    return r0, r1, r2, r3
+
+
+@triton.jit
+def resident_grad_matmul(
+    g_ptr, GH, H, w_tiles, rows, g_rows_ok, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr,
+    DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+):
+    """tile_matmul's G @ W_hh[:, cols] with the backward tiles of resident_weights: G (B, GH) the later step's
+    gate gradients (what other programs wrote: from L2, .cg), one block of H per gate, one dot each."""
+    K_PAD: tl.constexpr = w_tiles[0].shape[0]
+    ks = tl.arange(0, K_PAD)
+    at = rows.to(tl.int64)[:, None] * GH + ks[None, :]
+    g_ok = g_rows_ok[:, None] & (ks < H)[None, :]
+    acc = tl.zeros((BLOCK_B, BLOCK_H), dtype=COMPUTE)
+    for gate in tl.static_range(len(w_tiles)):
+        g = tl.load(g_ptr + at + gate * H, mask=g_ok, other=0.0, cache_modifier=".cg")
+        acc = dot(g, w_tiles[gate], acc, UPCAST, COMPUTE, DOT_PRECISION)
+    return acc
+
+
 @triton.jit
 def recurrent_preactivations(
-    hg_ptr, h_in_ptr, w_hh_ptr, b_hh_ptr, rmask_ptr, rows, cols, row_ok, mask, H,
+    hg_ptr, h_in_ptr, w_hh_ptr, w_tiles, b_hh_ptr, rmask_ptr, rows, cols, row_ok, mask, H,
     GATES: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr, HAS_BIAS: tl.constexpr, RECURRENT_MASK: tl.constexpr,
     COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
     DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
@@ -124,8 +206,15 @@ def recurrent_preactivations(
     past GATES): read from the stepwise GEMM's output hg (B, GATES * H), or
     (GEMM_IN_KERNEL) computed here from the whole previous state.
     RECURRENT_MASK: the product reads h_{t-1} * m, m the (B, H) recurrent-dropout mask at rmask_ptr (in
-    the compute dtype; the stepwise GEMM's caller masks h itself)."""
-    if GEMM_IN_KERNEL:
+    the compute dtype; the stepwise GEMM's caller masks h itself). w_tiles: this tile's W_hh on chip
+    (resident_weights), or None: read from w_hh_ptr."""
+    if GEMM_IN_KERNEL and w_tiles is not None:
+        r0, r1, r2, r3 = resident_gate_matmul(
+            h_in_ptr, H, w_tiles, rows, row_ok, COMPUTE, BLOCK_B, BLOCK_H, DOT_PRECISION, UPCAST, rmask_ptr,
+            RECURRENT_MASK,
+        )
+        r0, r1, r2, r3 = add_gate_bias(r0, r1, r2, r3, b_hh_ptr, cols, cols < H, H, GATES, HAS_BIAS, COMPUTE)
+    elif GEMM_IN_KERNEL:
         r0, r1, r2, r3 = gate_matmul(
             h_in_ptr, H, w_hh_ptr, b_hh_ptr, rows, cols, row_ok, H, GATES, HAS_BIAS, COMPUTE,
             BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST, rmask_ptr, RECURRENT_MASK,
@@ -138,7 +227,7 @@ def recurrent_preactivations(
 
 @triton.jit
 def recurrent_grad(
-    dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, rmask_ptr, has_rec, rows, cols, row_ok, mask, H, GH,
+    dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, w_tiles, rmask_ptr, has_rec, rows, cols, row_ok, mask, H, GH,
     GEMM_IN_KERNEL: tl.constexpr, RECURRENT_MASK: tl.constexpr, COMPUTE: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr,
     DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr,
@@ -146,8 +235,13 @@ def recurrent_grad(
     """The gradient reaching h_t through the later step's recurrent GEMM, dhg_later @ W_hh, on this
     tile: read from the stepwise GEMM's output, or (GEMM_IN_KERNEL) computed here from the later step's
     (B, GH) gate gradients at rec_grad_ptr (none when has_rec is false: the first step processed).
-    RECURRENT_MASK: that product read h_t * m, so its gradient is (dhg_later @ W_hh) * m."""
-    if GEMM_IN_KERNEL:
+    RECURRENT_MASK: that product read h_t * m, so its gradient is (dhg_later @ W_hh) * m. w_tiles: this tile's
+    columns of W_hh on chip (resident_weights), or None: read from w_hh_ptr."""
+    if GEMM_IN_KERNEL and w_tiles is not None:
+        grad = resident_grad_matmul(
+            rec_grad_ptr, GH, H, w_tiles, rows, row_ok & has_rec, COMPUTE, BLOCK_B, BLOCK_H, DOT_PRECISION, UPCAST,
+        )
+    elif GEMM_IN_KERNEL:
         grad = tile_matmul(
             rec_grad_ptr, GH, w_hh_ptr, H, 1, rows, cols, row_ok & has_rec, cols < H, GH,
             COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,

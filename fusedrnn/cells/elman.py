@@ -78,7 +78,7 @@ def pointwise_backward(dh, dc, s0, s1, s2, s3, s4, h_prev, c_prev, h, VARIANT: t
 
 @triton.jit
 def forward_step(
-    tile_b, tile_h, step, gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr,
+    tile_b, tile_h, step, gx_ptr, hg_ptr, w_hh_ptr, w_tiles, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr,
     lengths_ptr, rmask_ptr, zoneout_ptr, T, B, H,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
     HAS_BIAS: tl.constexpr, RECURRENT_MASK: tl.constexpr, ZONEOUT: tl.constexpr, COMPUTE: tl.constexpr,
@@ -91,7 +91,7 @@ def forward_step(
     live = mask & active[:, None]
     out_at = seq_offsets(t, rows, cols, B, H, 1)
     hg, _, _, _ = recurrent_preactivations(
-        hg_ptr, h_in_ptr, w_hh_ptr, b_hh_ptr, rmask_ptr, rows, cols, row_ok, mask, H,
+        hg_ptr, h_in_ptr, w_hh_ptr, w_tiles, b_hh_ptr, rmask_ptr, rows, cols, row_ok, mask, H,
         1, GEMM_IN_KERNEL, HAS_BIAS, RECURRENT_MASK, COMPUTE,
         BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
     )
@@ -108,7 +108,7 @@ def forward_step(
 
 @triton.jit
 def backward_step(
-    tile_b, tile_h, step, acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, rec_grad_ptr, w_hh_ptr, dh_ptr,
+    tile_b, tile_h, step, acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, rec_grad_ptr, w_hh_ptr, w_tiles, dh_ptr,
     dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, zoneout_ptr, flow_ptr, clip_ptr, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
     GEMM_IN_KERNEL: tl.constexpr, RECURRENT_MASK: tl.constexpr, ZONEOUT: tl.constexpr, COMPUTE: tl.constexpr,
@@ -123,7 +123,7 @@ def backward_step(
     state_at = row_offsets(rows, cols, H, 1)
     out_at = seq_offsets(t, rows, cols, B, H, 1)
     dh_rec = recurrent_grad(
-        dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, rmask_ptr, step < T - 1, rows, cols, row_ok, mask, H, H,
+        dh_rec_ptr, state_at, rec_grad_ptr, w_hh_ptr, w_tiles, rmask_ptr, step < T - 1, rows, cols, row_ok, mask, H, H,
         GEMM_IN_KERNEL, RECURRENT_MASK, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
     )
     dh_carry, dh = incoming_hidden_grad(dh_rec, dh_ptr, dy_ptr, state_at, out_at, live, mask, COMPUTE)

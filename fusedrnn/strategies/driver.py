@@ -115,6 +115,7 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
         CELL_STEP=cell.forward_step, CELL_VARIANT=cell.variant, HAS_LENGTHS=lengths is not None, REVERSE=reverse,
         STORE_ACTS=store_acts, GEMM_IN_KERNEL=strategy.gemm_in_kernel, HAS_BIAS=b_hh is not None,
         RECURRENT_MASK=rmask is not None, ZONEOUT=zoneout_mode, COMPUTE=tl_compute, **gemm_flags(dtype, allow_tf32),
+        GATES=cell.gates, W_ON_CHIP=0,  # the persistent strategy may set W_ON_CHIP (persistent.py)
     )
     if rmask is not None and not strategy.gemm_in_kernel:  # the stepwise GEMM reads h * m from here
         h_masked, rmask_stored = new_empty(gx, B, H), rmask.to(dtype)
@@ -217,6 +218,7 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
         HAS_LENGTHS=lengths is not None, REVERSE=reverse, WRITE_STEP=write_step,
         GEMM_IN_KERNEL=strategy.gemm_in_kernel, RECURRENT_MASK=rmask is not None, ZONEOUT=zoneout_mode,
         COMPUTE=tl_compute, RECORD_FLOW=record_flow, CLIP=CLIP_MODES[clip_mode], **gemm_flags(y.dtype, allow_tf32),
+        W_ON_CHIP=0,  # the persistent strategy may set it (persistent.py)
     )
 
     def host_gemm_and_clip(k: int) -> None:

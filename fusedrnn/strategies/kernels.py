@@ -13,10 +13,17 @@ and written by one program only. What all programs read, the previous hidden sta
 later step's gate gradients (backward), alternates between two buffers (`*_flip`: the distance between
 them, 0 for the stepwise strategy, which updates h in place between a cuBLAS GEMM and the kernel):
 after the barrier of step k, nobody reads the buffer step k read, so step k+1 may overwrite it.
+
+W_ON_CHIP (0: off, no code; else H padded to a power of two) keeps W_hh on chip: the launcher grants one
+program per tile (persistent.py checks it), so each program loads its tile's slice of W_hh once, before the
+time loop (resident_weights in fusedrnn/cells/common.py), and hands it to every step of its tile as
+`w_tiles`, which the step bodies pass to the recurrent product instead of re-reading W_hh from L2.
 """
 
 import triton
 import triton.language as tl
+
+from fusedrnn.cells.common import resident_weights
 
 
 @triton.jit
@@ -56,7 +63,7 @@ def forward_kernel(
     STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr, HAS_BIAS: tl.constexpr, RECURRENT_MASK: tl.constexpr,
     ZONEOUT: tl.constexpr, COMPUTE: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    UPCAST: tl.constexpr, SYNC: tl.constexpr, SPIN_LIMIT: tl.constexpr,
+    UPCAST: tl.constexpr, SYNC: tl.constexpr, SPIN_LIMIT: tl.constexpr, GATES: tl.constexpr, W_ON_CHIP: tl.constexpr,
 ):
     """Forward steps k_begin..k_end-1. h_ptr: the state buffers, h_flip elements apart; step k reads
     buffer k % 2 and writes the other. ZONEOUT (0: off, no code) mixes each new state with the previous one
@@ -64,13 +71,16 @@ def forward_kernel(
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
     tiles_b, n_tiles = tile_count(B, H, BLOCK_B, BLOCK_H)
+    # W_ON_CHIP: this program owns tile pid alone, and its slice of W_hh is loaded here, once.
+    w_tiles = resident_weights(w_hh_ptr, pid // tiles_b, H, GATES, BLOCK_H, W_ON_CHIP, False) if W_ON_CHIP else None
+    last_tile = tl.minimum(pid + 1, n_tiles) if W_ON_CHIP else n_tiles
     for k in range(k_begin, k_end):
         h_in = h_ptr + (k % 2) * h_flip
         h_out = h_ptr + ((k + 1) % 2) * h_flip
-        for tile_id in range(pid, n_tiles, nprog):
+        for tile_id in range(pid, last_tile, nprog):
             CELL_STEP(
-                tile_id % tiles_b, tile_id // tiles_b, k, gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_in, h_out, c_ptr,
-                y_ptr, acts_ptr, lengths_ptr, rmask_ptr, zoneout_ptr, T, B, H, HAS_LENGTHS, REVERSE, STORE_ACTS,
+                tile_id % tiles_b, tile_id // tiles_b, k, gx_ptr, hg_ptr, w_hh_ptr, w_tiles, b_hh_ptr, h_in, h_out,
+                c_ptr, y_ptr, acts_ptr, lengths_ptr, rmask_ptr, zoneout_ptr, T, B, H, HAS_LENGTHS, REVERSE, STORE_ACTS,
                 GEMM_IN_KERNEL, HAS_BIAS, RECURRENT_MASK, ZONEOUT, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION,
                 UPCAST, CELL_VARIANT,
             )
@@ -86,7 +96,7 @@ def backward_kernel(
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
     RECURRENT_MASK: tl.constexpr, ZONEOUT: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, SYNC: tl.constexpr,
-    SPIN_LIMIT: tl.constexpr, RECORD_FLOW: tl.constexpr, CLIP: tl.constexpr,
+    SPIN_LIMIT: tl.constexpr, RECORD_FLOW: tl.constexpr, CLIP: tl.constexpr, W_ON_CHIP: tl.constexpr,
 ):
     """Backward steps for processing indices k_begin..k_end-1 (step T-1-k). The later step's gate
     gradients, which the recurrent GEMM in the kernel reads: the step buffer written at k-1 (WRITE_STEP,
@@ -96,6 +106,9 @@ def backward_kernel(
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
     tiles_b, n_tiles = tile_count(B, H, BLOCK_B, BLOCK_H)
+    # W_ON_CHIP: this program owns tile pid alone, and its slice of W_hh is loaded here, once.
+    w_tiles = resident_weights(w_hh_ptr, pid // tiles_b, H, GATES, BLOCK_H, W_ON_CHIP, True) if W_ON_CHIP else None
+    last_tile = tl.minimum(pid + 1, n_tiles) if W_ON_CHIP else n_tiles
     step_size = B * GATES * H
     for k in range(k_begin, k_end):
         step = T - 1 - k
@@ -109,10 +122,10 @@ def backward_kernel(
             else:
                 t_later = tl.minimum(step + 1, T - 1)
             later = dhg_ptr + t_later.to(tl.int64) * step_size
-        for tile_id in range(pid, n_tiles, nprog):
+        for tile_id in range(pid, last_tile, nprog):
             CELL_STEP(
                 tile_id % tiles_b, tile_id // tiles_b, step, acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr,
-                later, w_hh_ptr, dh_ptr, dc_ptr, dgx_ptr, dhg_ptr, dstep, lengths_ptr, rmask_ptr, zoneout_ptr,
+                later, w_hh_ptr, w_tiles, dh_ptr, dc_ptr, dgx_ptr, dhg_ptr, dstep, lengths_ptr, rmask_ptr, zoneout_ptr,
                 flow_ptr, clip_ptr, T, B, H, HAS_INIT, HAS_LENGTHS, REVERSE, WRITE_STEP, GEMM_IN_KERNEL, RECURRENT_MASK,
                 ZONEOUT, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST, CELL_VARIANT, RECORD_FLOW, CLIP,
             )
