@@ -40,14 +40,14 @@ class Persistent:
         B, H = loop.batch, loop.hidden
         if interpreter_enabled():
             # The smallest tiles, several per program, so that the tile loop runs too.
-            tiles = tile_choice.choose(self.name, B, H, loop.dtype, programs=B * H)
+            tiles = tile_choice.choose(self.name, B, H, loop.dtype, programs=B * H, whole_rows=loop.whole_rows)
             if INTERPRETER_PROGRAMS > 1:
                 run_per_step(loop, tiles, INTERPRETER_PROGRAMS)
             else:
                 self._launch(loop, tiles, 1)
             return
         multiprocessors = torch.cuda.get_device_properties(loop.device).multi_processor_count
-        tiles = tile_choice.choose(self.name, B, H, loop.dtype, programs=multiprocessors)
+        tiles = tile_choice.choose(self.name, B, H, loop.dtype, programs=multiprocessors, whole_rows=loop.whole_rows)
         programs = min(tiles.count(B, H), multiprocessors)
         if resident_programs(loop, tiles) < programs:
             warnings.warn(f"fusedrnn: the persistent kernel does not fit {programs} programs on this GPU at B={B}, "
