@@ -120,8 +120,8 @@ def _backward(ctx, dy, dh, dc, _):
     extra += (recurrent_mask,) if regularised else ()
     extra += (zoneout,) if zoneout is not None or layer_norm is not None else ()
     extra += (layer_norm,) if layer_norm is not None else ()
-    *grads, flow, d_layer_norm = _recurrence_backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse,
-                                        allow_tf32, needs[3], w_hr, needs[11], *extra)
+    *grads, flow, d_layer_norm = _recurrence_backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths,
+                                                      reverse, allow_tf32, needs[3], w_hr, needs[11], *extra)
     if flow_id:
         from fusedrnn import gradient_flow
 

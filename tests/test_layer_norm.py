@@ -9,7 +9,6 @@ from torch import nn
 
 import fusedrnn
 from fusedrnn.cells import MODES, REGISTRY, cell
-from fusedrnn.nn.rnn import FUSED_LAYERS
 from fusedrnn.ops import recurrence
 from fusedrnn.strategies import NAMES
 from fusedrnn.strategies.tiles import LAYER_NORM_MAX_HIDDEN

@@ -20,6 +20,7 @@ import triton
 import triton.language as tl
 
 EPS = 1e-5
+_KERNEL_EPS = tl.constexpr(EPS)  # the kernels read globals only as constexprs
 
 
 def layer_norm(v: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -64,7 +65,7 @@ def row_statistics(b0, b1, b2, b3, col_ok, H, GATES: tl.constexpr):
     if GATES == 4:
         d = b3 - mean[:, None]
         squares += _masked_sum(d * d, col_ok)
-    return mean, 1.0 / tl.sqrt(squares / n + EPS)
+    return mean, 1.0 / tl.sqrt(squares / n + _KERNEL_EPS)
 
 
 @triton.jit

@@ -137,10 +137,10 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
                                                 zoneout, norms)
             elif norms is not None:
                 gx, b_hh, op_norms = _layer_normed(layer_input, w_ih, b_ih, b_hh, norms, rnn.mode)
+                flow_id = recorder.open(name, layer, d, all_lengths, row_order) if recorder is not None else 0
                 y, *final = recurrence(rnn.mode, gx, w_hh, b_hh, initial, lengths, d == 1, strategy,
                                        allow_tf32=torch.backends.cudnn.allow_tf32, recurrent_grad_clip=clip,
-                                       flow_id=recorder.open(name, layer, d, all_lengths, row_order) if recorder is not None else 0,
-                                       recurrent_mask=mask, zoneout=zoneout, layer_norm=op_norms)
+                                       flow_id=flow_id, recurrent_mask=mask, zoneout=zoneout, layer_norm=op_norms)
             else:
                 gx = input_projection(layer_input, w_ih, b_ih, rnn.mode, "sequence")
                 w_hr = getattr(rnn, f"weight_hr_{suffix}") if getattr(rnn, "proj_size", 0) else None

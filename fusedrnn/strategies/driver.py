@@ -191,7 +191,9 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
     dhg = dgx if cell.recurrent_grad_is_input_grad and ln is None else new_empty(y, T, B, GH)
     # Layer norm's per-step per-row contributions to its parameters' gradients and the bias's, in the compute
     # dtype for the sums after the loop.
-    ln_grads = new_empty(dh, T, B, ln_module.grad_blocks(cell.gates, cell.has_cell_state) * H) if ln is not None else None
+    ln_grads = None
+    if ln is not None:
+        ln_grads = new_empty(dh, T, B, ln_module.grad_blocks(cell.gates, cell.has_cell_state) * H)
     # Rows sit at different times only in the reverse direction of a variable-length batch; then the
     # kernel also writes each step's dhg into a contiguous (B, GH) buffer for the recurrent GEMM (two
     # that alternate when the next step's programs read one while writing the other).
