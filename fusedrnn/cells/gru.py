@@ -30,6 +30,7 @@ from fusedrnn.cells.common import (
     sigmoid,
     step_positions,
     store_block,
+    store_blocks,
     store_hidden_and_output,
     tanh,
     tile,
@@ -101,9 +102,7 @@ def forward_step(
     a_at = seq_offsets(t, rows, cols, B, H, 4 + 3 * LAYER_NORM)
     if LAYER_NORM:  # the product came without b_hh, which is added after the normalisation
         if STORE_ACTS:
-            store_block(acts_ptr, a_at, 4, H, hg_r, live)
-            store_block(acts_ptr, a_at, 5, H, hg_z, live)
-            store_block(acts_ptr, a_at, 6, H, hg_n, live)
+            store_blocks(acts_ptr, a_at + 4 * H, H, hg_r, hg_z, hg_n, hg_n, hg_n, live, 3)
         hg_r, hg_z, hg_n, _ = ln.normalise_recurrent(hg_r, hg_z, hg_n, hg_n, ln_ptr, b_hh_ptr, cols, H, 3, COMPUTE)
     state_at = row_offsets(rows, cols, H, 1)
     h_prev = tl.load(h_in_ptr + state_at, mask=mask).to(COMPUTE)

@@ -34,6 +34,7 @@ from fusedrnn.cells.common import (
     sigmoid,
     step_positions,
     store_block,
+    store_blocks,
     store_hidden_and_output,
     tanh,
     tile,
@@ -105,10 +106,7 @@ def forward_step(
     a_at = seq_offsets(t, rows, cols, B, H, 5 + 4 * LAYER_NORM)
     if LAYER_NORM:  # the product came without b_hh, which is added after the normalisation
         if STORE_ACTS:
-            store_block(acts_ptr, a_at, 5, H, r_i, live)
-            store_block(acts_ptr, a_at, 6, H, r_f, live)
-            store_block(acts_ptr, a_at, 7, H, r_g, live)
-            store_block(acts_ptr, a_at, 8, H, r_o, live)
+            store_blocks(acts_ptr, a_at + 5 * H, H, r_i, r_f, r_g, r_o, r_o, live, 4)
         r_i, r_f, r_g, r_o = ln.normalise_recurrent(r_i, r_f, r_g, r_o, ln_ptr, b_hh_ptr, cols, H, 4, COMPUTE)
     state_at = row_offsets(rows, cols, H, 1)
     c_prev = tl.load(c_ptr + state_at, mask=mask)
@@ -240,10 +238,7 @@ def backward_step(
         d_i, d_f, d_g, d_o = ln.recurrent_backward(
             d_i, d_f, d_g, d_o, acts_ptr, a_at + 5 * H, ln_grad_ptr, seq_offsets(t, rows, cols, B, H, 10), ln_ptr,
             live, mask, cols, H, 4, COMPUTE)
-        store_block(dhg_ptr, g_at, 0, H, d_i, mask)
-        store_block(dhg_ptr, g_at, 1, H, d_f, mask)
-        store_block(dhg_ptr, g_at, 2, H, d_g, mask)
-        store_block(dhg_ptr, g_at, 3, H, d_o, mask)
+        store_blocks(dhg_ptr, g_at, H, d_i, d_f, d_g, d_o, d_o, mask, 4)
     if WRITE_STEP:
         s_at = row_offsets(rows, cols, H, 4)
         store_block(dstep_ptr, s_at, 0, H, d_i, mask)

@@ -13,7 +13,6 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from fusedrnn.cells import REGISTRY
-from fusedrnn.cells.layer_norm import EPS as layer_norm_eps
 from fusedrnn.nn import torch_loop
 from fusedrnn.nn.autocast import input_projection
 from fusedrnn.nn.checks import check_devices_and_dtypes
@@ -169,9 +168,11 @@ def _layer_normed(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tensor | None
     """What the recurrence takes with layer_norm (fusedrnn/nn/layer_norm.py): gx = LN(x W_ih^T) + b_ih for every
     step at once (autograd differentiates it), the bias added after the recurrent normalisation (b_hh + its
     beta), and the recurrent normalisation's other parameters concatenated (gamma_h[, gamma_c, beta_c])."""
+    from fusedrnn.cells.layer_norm import EPS  # defines kernels: on first use, not with `import fusedrnn`
+
     g_x, b_x, g_h, b_h, *cell_state = norms
     raw = input_projection(x, w_ih, None, mode, "sequence")
-    gx = F.layer_norm(raw, (raw.shape[-1],), g_x, b_x, eps=layer_norm_eps).to(raw.dtype)
+    gx = F.layer_norm(raw, (raw.shape[-1],), g_x, b_x, eps=EPS).to(raw.dtype)
     if b_ih is not None:
         gx = gx + b_ih.to(gx.dtype)
     return gx, b_h + b_hh if b_hh is not None else b_h, torch.cat([g_h, *cell_state])
