@@ -74,15 +74,16 @@ def ptxas_report(compiled, arch: int) -> str:
 
 
 def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, programs: int, flow: int = 0,
-                 recurrent_mask: bool = False, zoneout: bool = False, w_on_chip: bool = False):
+                 recurrent_mask: bool = False, zoneout: bool = False, w_on_chip: bool = False,
+                 layer_norm: bool = False):
     """(direction, kernel, values, constexprs, Tiles) for one cell, dtype and shape, as driver.py builds them;
     flow > 0: the backward records the gradient flow and clips with CLIP=flow (fusedrnn/gradient_flow.py);
     recurrent_mask: the kernels with recurrent dropout's mask; zoneout: with zoneout's training masks;
     w_on_chip: with W_hh on chip (persistent.py, FUSEDRNN_W_ON_CHIP; whether the tiles fit one per program is
-    the launcher's question, not checked here)."""
+    the launcher's question, not checked here); layer_norm: with layer norm (whole-row tiles)."""
     the_cell = cell(mode)
     dtype, code = DTYPES[dtype_name]
-    t = tiles.choose(strategy, B, H, dtype, programs=programs)
+    t = tiles.choose(strategy, B, H, dtype, programs=programs, whole_rows=layer_norm)
     sync = strategy == "triton-persistent"
     common = dict(COMPUTE=tl.float32, DOT_PRECISION="tf32" if dtype == torch.float32 else "ieee", UPCAST=False,
                   SYNC=sync, SPIN_LIMIT=0, BLOCK_B=t.block_b, BLOCK_H=t.block_h, BLOCK_K=t.block_k,
@@ -90,20 +91,20 @@ def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, prog
     sizes = dict(T=512, B=B, H=H, k_begin=0, k_end=512)
     gemm = strategy != "triton"
     forward = dict(gx_ptr=code, hg_ptr=code, w_hh_ptr=code, b_hh_ptr=code, h_ptr=code, h_flip=B * H, c_ptr="fp32",
-                   y_ptr=code, acts_ptr=code, lengths_ptr="i32", rmask_ptr="fp32", zoneout_ptr="u8", sync_ptr="i32",
-                   **sizes)
+                   y_ptr=code, acts_ptr=code, lengths_ptr="i32", rmask_ptr="fp32", zoneout_ptr="u8", ln_ptr="fp32",
+                   sync_ptr="i32", **sizes)
     yield "forward", kernels.forward_kernel, forward, dict(
         CELL_STEP=the_cell.forward_step, CELL_VARIANT=the_cell.variant, HAS_LENGTHS=False, REVERSE=False,
-        STORE_ACTS=True, GEMM_IN_KERNEL=gemm, HAS_BIAS=True, RECURRENT_MASK=recurrent_mask, ZONEOUT=int(zoneout),
-        GATES=the_cell.gates, **common), t
+        STORE_ACTS=True, GEMM_IN_KERNEL=gemm, HAS_BIAS=not layer_norm, RECURRENT_MASK=recurrent_mask,
+        ZONEOUT=int(zoneout), LAYER_NORM=int(layer_norm), GATES=the_cell.gates, **common), t
     backward = dict(acts_ptr=code, y_ptr=code, h0_ptr=code, c0_ptr=code, dy_ptr=code, dh_rec_ptr=code, w_hh_ptr=code,
                     dh_ptr="fp32", dc_ptr="fp32", dgx_ptr=code, dhg_ptr=code, dstep_ptr=code, dstep_flip=0,
                     lengths_ptr="i32", rmask_ptr="fp32", zoneout_ptr="u8", flow_ptr="fp32", clip_ptr="fp32",
-                    sync_ptr="i32", **sizes)
+                    ln_ptr="fp32", ln_grad_ptr="fp32", sync_ptr="i32", **sizes)
     yield "backward", kernels.backward_kernel, backward, dict(
         CELL_STEP=the_cell.backward_step, CELL_VARIANT=the_cell.variant, GATES=the_cell.gates, HAS_INIT=True,
         HAS_LENGTHS=False, REVERSE=False, WRITE_STEP=False, GEMM_IN_KERNEL=gemm, RECURRENT_MASK=recurrent_mask,
-        ZONEOUT=int(zoneout), RECORD_FLOW=flow > 0, CLIP=flow, **common), t
+        ZONEOUT=int(zoneout), RECORD_FLOW=flow > 0, CLIP=flow, LAYER_NORM=int(layer_norm), **common), t
 
 
 def single_step_cases(mode: str, dtype_name: str, B: int, H: int):
@@ -138,6 +139,7 @@ def main(argv=None) -> int:
     parser.add_argument("--recurrent-mask", action="store_true", help="the kernels with recurrent dropout's mask")
     parser.add_argument("--zoneout", action="store_true", help="the kernels with zoneout's training masks")
     parser.add_argument("--w-on-chip", action="store_true", help="the kernels keeping W_hh on chip (persistent)")
+    parser.add_argument("--layer-norm", action="store_true", help="the kernels with layer norm (whole-row tiles)")
     parser.add_argument("--gradient-flow", type=int, default=0, choices=(0, 1, 2),
                         help="compile the backward recording the gradient flow and clipping (1 value, 2 norm)")
     args = parser.parse_args(argv)
@@ -148,7 +150,7 @@ def main(argv=None) -> int:
                 B, H = (int(v) for v in shape.split("x"))
                 cases = (single_step_cases(mode, dtype_name, B, H) if args.strategy == tiles.SINGLE_STEP
                          else kernel_cases(mode, dtype_name, B, H, args.strategy, args.programs, args.gradient_flow,
-                                           args.recurrent_mask, args.zoneout, args.w_on_chip))
+                                           args.recurrent_mask, args.zoneout, args.w_on_chip, args.layer_norm))
                 for direction, kernel, values, constexprs, t in cases:
                     label = (f"{mode:4} {dtype_name:8} B={B:<4} H={H:<5} {direction:8} tiles {t.block_b}x{t.block_h} "
                              f"k{t.block_k} w{t.num_warps}, {min(t.count(B, H), args.programs)} programs")

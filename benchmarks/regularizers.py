@@ -5,12 +5,13 @@ beside what a user would run otherwise (issue 17's overhead bar: <= 10% on the G
 
 Rows, for one cell, shape and dtype, all timed side by side in one run (median of CUDA-event times):
   fused           the fused layer in training, no regulariser (its backend: --backend, default auto)
-  fused + ...     the same layer with weight_drop, recurrent_dropout, both (p = 0.25), or zoneout (z = 0.25)
+  fused + ...     the same layer with weight_drop, recurrent_dropout, both (p = 0.25), zoneout (z = 0.25), or
+                  layer_norm (not a regulariser, but the same kind of option: whole-row tiles)
   cuDNN           nn.LSTM/GRU, no regulariser
   cuDNN + weight_drop   cuDNN on DropConnect'ed weights (AWD-LSTM's way; fusedrnn's backend="torch" path)
   loop + recurrent_dropout  a loop of torch ops over time, the way to get recurrent dropout without fused
                   kernels (fusedrnn's backend="torch" path, fusedrnn/nn/torch_loop.py)
-  loop + zoneout  the same loop of torch ops with zoneout
+  loop + zoneout  the same loop of torch ops with zoneout (loop + layer_norm: with layer norm)
 Each row's overhead is against "fused" (the fused rows) or "cuDNN" (the others). Prints a markdown
 table and writes it, with a CSV, to benchmarks/results/<GPU>_<date>_regularizers.{md,csv}.
 GPU_CHECK_DRY=1 runs it on the CPU at tiny sizes (kernels in Triton's interpreter), results under dry-run/.
@@ -45,7 +46,7 @@ def variants(cell: str, size: int, backend: str) -> dict[str, torch.nn.Module]:
 
     def layer(backend: str, **options) -> torch.nn.Module:
         m = fused(size, size, backend=backend, **options)
-        m.load_state_dict(plain.state_dict())
+        m.load_state_dict(plain.state_dict(), strict=not options.get("layer_norm"))  # its own parameters: 1, 0
         return m
 
     return {
@@ -54,10 +55,12 @@ def variants(cell: str, size: int, backend: str) -> dict[str, torch.nn.Module]:
         "fused + recurrent_dropout": layer(backend, recurrent_dropout=P),
         "fused + both": layer(backend, weight_drop=P, recurrent_dropout=P),
         "fused + zoneout": layer(backend, zoneout=P),
+        "fused + layer_norm": layer(backend, layer_norm=True),
         "cuDNN": layer("torch"),
         "cuDNN + weight_drop": layer("torch", weight_drop=P),
         "loop + recurrent_dropout": layer("torch", recurrent_dropout=P),
         "loop + zoneout": layer("torch", zoneout=P),
+        "loop + layer_norm": layer("torch", layer_norm=True),
     }
 
 

@@ -31,27 +31,28 @@ NO_DOUBLE_BACKWARD = (
 def recurrence_op(mode: str, strategy: str, gx: Tensor, w_hh: Tensor, b_hh: Tensor | None, h0: Tensor | None,
                   c0: Tensor | None, lengths: Tensor | None, reverse: bool, store_acts: bool,
                   allow_tf32: bool, w_hr: Tensor | None = None, flow_id: int = 0, clip_mode: str = "",
-                  clip: float = 0.0, recurrent_mask: Tensor | None = None,
-                  zoneout: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                  clip: float = 0.0, recurrent_mask: Tensor | None = None, zoneout: Tensor | None = None,
+                  layer_norm: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(y, h_n, c_n, acts); c_n is empty for a cell without a cell state, acts unless store_acts. With w_hr
     (P, H), y and h_n are unprojected (width H) while w_hh is (4H, P) and h0 (B, P). flow_id, clip_mode and
     clip are for the backward only (fusedrnn/gradient_flow.py); the calls that leave them out are the default
     path's, whose graphs they do not change. With recurrent_mask (B, H), each step's recurrent product reads
-    h_{t-1} * recurrent_mask. zoneout: see `recurrence`."""
+    h_{t-1} * recurrent_mask. zoneout, layer_norm: see `recurrence`."""
     from fusedrnn.strategies import driver
 
     return driver.forward(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32, w_hr,
-                          recurrent_mask, zoneout)
+                          recurrent_mask, zoneout, layer_norm)
 
 
 @recurrence_op.register_fake
 def _(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32, w_hr=None, flow_id=0,
-      clip_mode="", clip=0.0, recurrent_mask=None, zoneout=None):
+      clip_mode="", clip=0.0, recurrent_mask=None, zoneout=None, layer_norm=None):
     spec = cell(mode)
     T, B, _ = gx.shape
     H = w_hh.shape[0] // spec.gates
     c_n = gx.new_empty(B, H) if spec.has_cell_state else gx.new_empty(0)
-    acts = gx.new_empty(T, B, spec.saved(zoneout is not None) * H) if store_acts else gx.new_empty(0)
+    saved = spec.saved(zoneout is not None) + (spec.gates if layer_norm is not None else 0)
+    acts = gx.new_empty(T, B, saved * H) if store_acts else gx.new_empty(0)
     return gx.new_empty(T, B, H), gx.new_empty(B, H), c_n, acts
 
 
@@ -61,38 +62,41 @@ def recurrence_backward_op(mode: str, strategy: str, dy: Tensor, dh: Tensor, dc:
                            allow_tf32: bool, w_hh_grad: bool, w_hr: Tensor | None = None,
                            w_hr_grad: bool = False, record_flow: bool = False, clip_mode: str = "",
                            clip: float = 0.0, recurrent_mask: Tensor | None = None, zoneout: Tensor | None = None,
-                           ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(dgx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr, flow); d_c0 is empty for a cell without a cell state, d_w_hh
-    unless w_hh_grad, d_w_hr unless w_hr is given and w_hr_grad (the recurrence's share of W_hr's gradient),
-    flow unless record_flow (the norms of dL/dh_t, and dL/dc_t, per row: (states, T, B))."""
+                           layer_norm: Tensor | None = None,
+                           ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(dgx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr, flow, d_layer_norm); d_c0 is empty for a cell without a cell
+    state, d_w_hh unless w_hh_grad, d_w_hr unless w_hr is given and w_hr_grad (the recurrence's share of W_hr's
+    gradient), flow unless record_flow (the norms of dL/dh_t, and dL/dc_t, per row: (states, T, B)),
+    d_layer_norm unless layer_norm is given."""
     from fusedrnn.strategies import driver
 
     return driver.backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32, w_hh_grad,
-                           w_hr, w_hr_grad, record_flow, clip_mode, clip, recurrent_mask, zoneout)
+                           w_hr, w_hr_grad, record_flow, clip_mode, clip, recurrent_mask, zoneout, layer_norm)
 
 
 @recurrence_backward_op.register_fake
 def _(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32, w_hh_grad, w_hr=None,
-      w_hr_grad=False, record_flow=False, clip_mode="", clip=0.0, recurrent_mask=None, zoneout=None):
+      w_hr_grad=False, record_flow=False, clip_mode="", clip=0.0, recurrent_mask=None, zoneout=None, layer_norm=None):
     T, B, H = y.shape
     compute = torch.float64 if y.dtype == torch.float64 else torch.float32
     flow = y.new_empty(cell(mode).states, T, B, dtype=compute) if record_flow else y.new_empty(0)
     d_w_hh = y.new_empty(w_hh.shape) if w_hh_grad else y.new_empty(0)
     d_c0 = y.new_empty(B, H) if cell(mode).has_cell_state else y.new_empty(0)
     d_w_hr = y.new_empty(w_hr.shape) if w_hr is not None and w_hr_grad else y.new_empty(0)
+    d_layer_norm = y.new_empty(layer_norm.shape) if layer_norm is not None else y.new_empty(0)
     return (y.new_empty(T, B, w_hh.shape[0]), d_w_hh, y.new_empty(w_hh.shape[0]), y.new_empty(B, w_hh.shape[1]),
-            d_c0, d_w_hr, flow)
+            d_c0, d_w_hr, flow, d_layer_norm)
 
 
 # The trailing arguments of fusedrnn::recurrence that a call may leave out, with their defaults.
-_OPTIONAL = (None, 0, "", 0.0, None, None)  # w_hr, flow_id, clip_mode, clip, recurrent_mask, zoneout
+_OPTIONAL = (None, 0, "", 0.0, None, None, None)  # w_hr, flow_id, clip_mode, clip, recurrent_mask, zoneout, layer_norm
 
 
 def _setup_context(ctx, inputs, output) -> None:
     (mode, strategy, _, w_hh, _, h0, c0, lengths, reverse, _, allow_tf32, w_hr, flow_id, clip_mode,
-     clip, recurrent_mask, zoneout) = (*inputs, *_OPTIONAL[len(inputs) - 11:])
+     clip, recurrent_mask, zoneout, layer_norm) = (*inputs, *_OPTIONAL[len(inputs) - 11:])
     y, _, _, acts = output
-    ctx.save_for_backward(acts, y, w_hh, h0, c0, lengths, w_hr, recurrent_mask, zoneout)
+    ctx.save_for_backward(acts, y, w_hh, h0, c0, lengths, w_hr, recurrent_mask, zoneout, layer_norm)
     ctx.options = mode, strategy, reverse, allow_tf32
     ctx.flow = flow_id, clip_mode, clip
     ctx.mark_non_differentiable(acts)
@@ -100,7 +104,7 @@ def _setup_context(ctx, inputs, output) -> None:
 
 
 def _backward(ctx, dy, dh, dc, _):
-    acts, y, w_hh, h0, c0, lengths, w_hr, recurrent_mask, zoneout = ctx.saved_tensors
+    acts, y, w_hh, h0, c0, lengths, w_hr, recurrent_mask, zoneout, layer_norm = ctx.saved_tensors
     dy = dy if dy is not None else torch.zeros_like(y)
     dh = dh if dh is not None else y.new_zeros(y.shape[1:])
     dc = dc if dc is not None else torch.zeros_like(dh)  # read only for a cell state, which is (B, H)
@@ -111,20 +115,22 @@ def _backward(ctx, dy, dh, dc, _):
     needs = (*ctx.needs_input_grad, False)[:12]
     flow_id, clip_mode, clip = ctx.flow
     # The default path passes none of the optional arguments.
-    regularised = recurrent_mask is not None or zoneout is not None
+    regularised = recurrent_mask is not None or zoneout is not None or layer_norm is not None
     extra = (flow_id != 0, clip_mode, clip) if flow_id or clip_mode or regularised else ()
     extra += (recurrent_mask,) if regularised else ()
-    extra += (zoneout,) if zoneout is not None else ()
-    *grads, flow = _recurrence_backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse,
-                                        allow_tf32, needs[3], w_hr, needs[11], *extra)
+    extra += (zoneout,) if zoneout is not None or layer_norm is not None else ()
+    extra += (layer_norm,) if layer_norm is not None else ()
+    *grads, flow, d_layer_norm = _recurrence_backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths,
+                                                      reverse, allow_tf32, needs[3], w_hr, needs[11], *extra)
     if flow_id:
         from fusedrnn import gradient_flow
 
         gradient_flow.deliver(flow_id, flow)
     d_gx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr = (
         g if needed else None for g, needed in zip(grads, (*needs[2:7], needs[11])))
+    d_layer_norm = d_layer_norm if given > 17 and ctx.needs_input_grad[17] else None
     return (None, None, d_gx, d_w_hh, d_b_hh, d_h0, d_c0, None, None, None, None, d_w_hr, None, None, None,
-            None, None)[:given]
+            None, None, d_layer_norm)[:given]
 
 
 def _save_nothing(ctx, inputs, output) -> None:
@@ -171,6 +177,7 @@ def recurrence(
     flow_id: int = 0,
     recurrent_mask: Tensor | None = None,
     zoneout: Tensor | None = None,
+    layer_norm: Tensor | None = None,
 ) -> tuple[Tensor, ...]:
     """Differentiable recurrence of one direction of a `mode` cell ("LSTM", "GRU") by a Triton `strategy`
     (its backend value). Returns (y, *final_states).
@@ -192,6 +199,12 @@ def recurrence(
     states being the mixed ones; a is either a (states, T, B, H) bool mask (training: True keeps the previous
     value of that unit of row b at its own time t, as y's index; states 2 for an LSTM: [0] h, [1] c) or a
     (states,) floating tensor of rates (evaluation: the expectation, a = the rate).
+    layer_norm (not with w_hr; differentiated): the recurrent pre-activations become
+    gamma_h * LN(h_{t-1} W_hh^T) + b_hh (LN over each row's G*H, fusedrnn/cells/layer_norm.py), and an LSTM's
+    h_t = o * tanh(gamma_c * LN(c_t) + beta_c); layer_norm is gamma_h (G*H,), then for an LSTM gamma_c and beta_c
+    (H each), concatenated. b_hh is then required (pass the usual b_hh plus the normalisation's beta_h); gx is
+    used as given (normalise it before, e.g. with F.layer_norm). Every strategy runs whole-row tiles then
+    (H <= fusedrnn/strategies/tiles.py's LAYER_NORM_MAX_HIDDEN).
 
         >>> y, h_n, c_n = recurrence("LSTM", F.linear(x, w_ih, b_ih), w_hh, b_hh, (h0, c0))
     """
@@ -207,22 +220,28 @@ def recurrence(
     # Save activations for backward only when one will run: under no_grad (inference) the op still sees
     # inputs that require grad, so grad mode is read here, outside it.
     store_acts = torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in (gx, w_hh, b_hh, h0, c0, w_hr))
+        t is not None and t.requires_grad for t in (gx, w_hh, b_hh, h0, c0, w_hr, layer_norm))
     extra = ()  # the default path passes none of the optional arguments
     if zoneout is not None:
         _check_zoneout(zoneout, REGISTRY[mode].states, gx.shape[0], gx.shape[1], w_hh.shape[1])
-    if flow_id or recurrent_grad_clip is not None or recurrent_mask is not None or zoneout is not None:
+    if layer_norm is not None:
+        _check_layer_norm(layer_norm, b_hh, mode, w_hh.shape[1])
+        layer_norm = layer_norm.to(dtype)
+    if (flow_id or recurrent_grad_clip is not None or recurrent_mask is not None or zoneout is not None
+            or layer_norm is not None):
         from fusedrnn.gradient_flow import check_clip
 
         if w_hr is not None:
-            raise ValueError("recording or clipping the gradient through time, recurrent dropout or zoneout is not "
-                             "implemented with a projection (proj_size > 0)")
+            raise ValueError("recording or clipping the gradient through time, recurrent dropout, zoneout or "
+                             "layer_norm is not implemented with a projection (proj_size > 0)")
         if flow_id and torch.compiler.is_compiling():
             raise RuntimeError("fusedrnn.record_gradient_flow does not work under torch.compile: record in eager mode")
         clip_mode, clip = check_clip(recurrent_grad_clip) if recurrent_grad_clip is not None else ("", 0.0)
         extra = (flow_id, clip_mode, clip, recurrent_mask.detach() if recurrent_mask is not None else None)
-        extra = extra[:3] if recurrent_mask is None and zoneout is None else extra
-        extra += (zoneout.detach(),) if zoneout is not None else ()
+        extra = extra[:3] if recurrent_mask is None and zoneout is None and layer_norm is None else extra
+        extra += (zoneout.detach() if zoneout is not None else None,) if zoneout is not None or layer_norm is not None \
+            else ()
+        extra += (layer_norm,) if layer_norm is not None else ()
     y, h_n, c_n, _ = _recurrence(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32,
                                  w_hr, *extra)
     if w_hr is not None:
@@ -239,6 +258,18 @@ def _check_zoneout(zoneout: Tensor, states: int, T: int, B: int, H: int) -> None
     elif zoneout.shape != (states, T, B, H) or zoneout.dtype != torch.bool:
         raise ValueError(f"zoneout masks must be a bool tensor of shape {(states, T, B, H)}, got {zoneout.dtype} "
                          f"{tuple(zoneout.shape)}")
+
+
+def _check_layer_norm(layer_norm: Tensor, b_hh: Tensor | None, mode: str, H: int) -> None:
+    """The recurrent normalisation's parameters have the length `recurrence` documents; b_hh is given."""
+    spec = REGISTRY[mode]
+    want = (cell(mode).gates + (2 if spec.states == 2 else 0)) * H
+    if layer_norm.shape != (want,):
+        raise ValueError(f"layer_norm must be gamma_h{', gamma_c, beta_c' if spec.states == 2 else ''} "
+                         f"concatenated, of shape ({want},); got {tuple(layer_norm.shape)}")
+    if b_hh is None:
+        raise ValueError("the recurrence with layer_norm adds b_hh after the normalisation: pass b_hh (the usual "
+                         "bias plus the normalisation's beta, or that beta alone without a bias)")
 
 
 def _project(y: Tensor, h_n: Tensor, w_hr: Tensor, h0: Tensor | None, lengths: Tensor | None) -> tuple[Tensor, Tensor]:

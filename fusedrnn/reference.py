@@ -16,7 +16,7 @@ from fusedrnn.cells import cell
 
 
 def rnn_direction(mode, x, state, weights, lengths=None, reverse=False, step_hook=None, recurrent_mask=None,
-                  zoneout=None):
+                  zoneout=None, layer_norm=None):
     """One direction of one layer. x: (T, B, I); state: tuple of (B, H); weights: (w_ih, w_hh[, b_ih,
     b_hh][, w_hr]), torch's order: an odd count ends with an LSTM's projection w_hr (P, H), and then h in
     state and y have width P. step_hook(b, t, states), when given, is called with the new states (each
@@ -25,6 +25,8 @@ def rnn_direction(mode, x, state, weights, lengths=None, reverse=False, step_hoo
     reads h * mask (variational recurrent dropout), the rest of the cell h itself. zoneout: each state after a
     step is a * previous + (1 - a) * the cell's new one (h, and an LSTM's c), with a the (states, T, B, H) mask
     at the row's time t (1 keeps the previous value), or a (states,) tensor of rates (the evaluation form).
+    layer_norm: the normalisations' parameters (g_x, b_x, g_h, b_h[, g_c, b_c]) the cell's step takes
+    (fusedrnn/nn/layer_norm.py), or None.
 
     Returns y (T, B, H) (or (T, B, P)) and the final state tuple.
     """
@@ -42,7 +44,7 @@ def rnn_direction(mode, x, state, weights, lengths=None, reverse=False, step_hoo
         for t in times:
             recurrent = None if recurrent_mask is None else row[0] * recurrent_mask[b : b + 1]
             previous = row
-            row = step(x[t, b : b + 1], row, *weights, recurrent=recurrent)
+            row = step(x[t, b : b + 1], row, *weights, recurrent=recurrent, layer_norm=layer_norm)
             if zoneout is not None:
                 keep = [(zoneout[q] if zoneout.dim() == 1 else zoneout[q, t, b : b + 1]).to(x.dtype)
                         for q in range(len(row))]
@@ -60,11 +62,11 @@ def rnn_direction(mode, x, state, weights, lengths=None, reverse=False, step_hoo
 
 
 def rnn(mode, x, initial, layer_weights, bidirectional=False, lengths=None, dropout=0.0, step_hook=None,
-        recurrent_masks=None, zoneout=None):
+        recurrent_masks=None, zoneout=None, layer_norm=None):
     """A stack of layers, with torch's inter-layer dropout when dropout > 0. step_hook(layer, direction, b,
     t, states): see rnn_direction. recurrent_masks[k][d], if given: layer k direction d's recurrent-dropout
     mask (see rnn_direction). zoneout[k][d], if given: layer k direction d's zoneout masks or rates (see
-    rnn_direction).
+    rnn_direction). layer_norm[k][d], if given: layer k direction d's normalisation parameters (see rnn_direction).
 
     x: (T, B, I); initial: tuple of (L * D, B, H) tensors (h (L * D, B, P) with a projection);
     layer_weights[k][d]: the weights of layer k, direction d (see rnn_direction). Returns y (T, B, D * H)
@@ -79,7 +81,8 @@ def rnn(mode, x, initial, layer_weights, bidirectional=False, lengths=None, drop
             hook = None if step_hook is None else lambda b, t, row, k=k, d=d: step_hook(k, d, b, t, row)
             mask = recurrent_masks[k][d] if recurrent_masks is not None else None
             y, state = rnn_direction(mode, x, state, per_direction[d], lengths, reverse=d == 1, step_hook=hook,
-                                     recurrent_mask=mask, zoneout=zoneout[k][d] if zoneout is not None else None)
+                                     recurrent_mask=mask, zoneout=zoneout[k][d] if zoneout is not None else None,
+                                     layer_norm=layer_norm[k][d] if layer_norm is not None else None)
             outs.append(y)
             for acc, s in zip(finals, state):
                 acc.append(s)

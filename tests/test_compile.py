@@ -28,6 +28,7 @@ HOPPER_SHARED_BYTES = 227 * 1024  # shared memory one block may opt in to on sm_
     ("single-step", "64x512", "bfloat16", []),  # the cells' one-launch step
     ("triton-persistent", "16x1024", "bfloat16", ["--w-on-chip"]),  # W_hh on chip (FUSEDRNN_W_ON_CHIP)
     ("triton-persistent", "64x512", "float32", ["--w-on-chip"]),
+    ("triton-persistent", "64x512", "float32", ["--layer-norm"]),  # layer norm's whole-row tiles (spills allowed)
 ])
 def test_kernels_compile_for_hopper(strategy, shapes, dtypes, options):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}  # compile, do not interpret
@@ -40,7 +41,9 @@ def test_kernels_compile_for_hopper(strategy, shapes, dtypes, options):
     reports = [line for line in run.stdout.splitlines() if " regs, " in line]
     # every registered cell, forward and backward, at every shape and dtype
     assert len(reports) == len(MODES) * 2 * len(shapes.split(",")) * len(dtypes.split(","))
-    if strategy == "triton-persistent":  # one program per SM: a spill would slow every step of every program
+    if strategy == "triton-persistent" and "--layer-norm" not in options:
+        # One program per SM: a spill would slow every step of every program. Layer norm's whole-row tiles (16 x
+        # 512, every gate's accumulator) spill in the gated cells at H = 512 (compile_check.py --layer-norm).
         for line in reports:
             assert re.search(r"spills 0/0 B", line), line
     if "--w-on-chip" in options:  # the slice and h's staging fit an H100/H200 block's shared memory (227 KB)

@@ -276,6 +276,22 @@ def test_regularisers_against_float64(backend, mode, monkeypatch):
 
 @pytest.mark.parametrize("mode", GATED_MODES)
 @pytest.mark.parametrize("backend", TRITON_BACKENDS)
+def test_layer_norm_against_float64(backend, mode, monkeypatch):
+    """layer_norm, compiled (whole-row tiles): a packed 2-layer bidirectional training step against the float64
+    reference, every gradient (the normalisations' parameters too), float32 with exact-rounded products."""
+    from test_layer_norm import normed_layer
+    from test_regularizers import check_against_reference
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    layer = normed_layer(mode, backend).to(DEVICE)
+    if DRY:
+        check_against_reference(layer)
+    else:
+        check_against_reference(layer, T=40, lengths=(40, 17, 33, 1, 25, 40, 9))
+
+
+@pytest.mark.parametrize("mode", GATED_MODES)
+@pytest.mark.parametrize("backend", TRITON_BACKENDS)
 def test_zoneout_against_float64(backend, mode, monkeypatch):
     """zoneout, compiled: a packed 2-layer bidirectional training step against the float64 reference on the
     same masks (drawn on the GPU), then at evaluation against the reference's expectation; float32 with

@@ -1,6 +1,7 @@
 """The regularisers' options of the fused layers (fusedrnn/nn/regularizers.py) against the float64 reference
 (fusedrnn/reference.py) with the same masks: weight_drop as the reference run on W_hh * mask, recurrent
-dropout as its recurrent_masks, zoneout as its zoneout masks (at evaluation, its rates). The masks are redrawn
+dropout as its recurrent_masks, zoneout as its zoneout masks (at evaluation, its rates); a layer with layer_norm
+(tests/test_layer_norm.py) with its normalisations' parameters. The masks are redrawn
 from the seed in the documented order."""
 
 import pickle
@@ -89,8 +90,12 @@ def check_against_reference(layer: nn.RNNBase, seed: int = 7, T: int = 5, length
               for per_layer in recurrent_masks]
     unsorted = packed.unsorted_indices.cpu()
     zoneout = [[z[:, :, unsorted] if z is not None and z.dim() == 4 else z for z in per_layer] for per_layer in zoneout]
+    norms = None
+    if getattr(layer, "layer_norm", False):  # fusedrnn/nn/layer_norm.py's parameters, in the reference's order
+        norms = [[tuple(params[f"{stem}_l{k}{s}"] for stem in layer._layer_norm_shapes()) for s in ("", "_reverse")]
+                 for k in range(LAYERS)]
     expected_y, expected_finals = reference.rnn(mode, x64, tuple(h64), weights, True, lengths,
-                                                recurrent_masks=rmasks, zoneout=zoneout)
+                                                recurrent_masks=rmasks, zoneout=zoneout, layer_norm=norms)
 
     upstream = [torch.randn(t.shape, generator=g).to(device) for t in (y, *finals)]
     names = list(params)

@@ -7,6 +7,8 @@ Nothing is saved for the backward: both derivatives are functions of h' itself (
 torch's relu backward, which passes no gradient at 0), and h' is y at time t.
 Zoneout (ZONEOUT, fusedrnn/nn/regularizers.py): h' above is a candidate, h_t = a * h_{t-1} + (1 - a) * h',
 and y holds h_t, so the forward then saves h' (1 block, `Cell.zoneout_saved_blocks`).
+LAYER_NORM (fusedrnn/cells/layer_norm.py): gx comes normalised, hg = gamma_h * LN(h W_hh^T) + b_hh + beta_h over
+H; the raw h W_hh^T is saved (after zoneout's block when there is one).
 """
 
 import torch
@@ -14,6 +16,7 @@ import triton
 import triton.language as tl
 
 from fusedrnn.cells import Cell
+from fusedrnn.cells import layer_norm as ln
 from fusedrnn.cells.common import (
     incoming_hidden_grad,
     load_block,
@@ -32,23 +35,27 @@ from fusedrnn.cells.common import (
 )
 
 
-def _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, recurrent, activation):
+def _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, recurrent, layer_norm, activation):
     (h,) = states
-    pre = x @ w_ih.t() + (h if recurrent is None else recurrent) @ w_hh.t()
+    gx, gh = x @ w_ih.t(), (h if recurrent is None else recurrent) @ w_hh.t()
+    if layer_norm is not None:
+        gx, gh = ln.layer_norm(gx, *layer_norm[0:2]), ln.layer_norm(gh, *layer_norm[2:4])
+    pre = gx + gh
     if b_ih is not None:
         pre = pre + b_ih + b_hh
     return (activation(pre),)
 
 
-def reference_step_tanh(x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=None):
+def reference_step_tanh(x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=None, layer_norm=None):
     """One tanh Elman step in plain torch, any dtype. x: (B, I); states: (h,), (B, H); recurrent: what the
-    recurrent product reads instead of h (recurrent dropout's h * m), if given. Returns (h',)."""
-    return _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, recurrent, torch.tanh)
+    recurrent product reads instead of h (recurrent dropout's h * m), if given; layer_norm: (g_x, b_x, g_h,
+    b_h), if given: both products normalised over H before the biases. Returns (h',)."""
+    return _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, recurrent, layer_norm, torch.tanh)
 
 
-def reference_step_relu(x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=None):
+def reference_step_relu(x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=None, layer_norm=None):
     """One relu Elman step in plain torch, any dtype; arguments as reference_step_tanh's. Returns (h',)."""
-    return _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, recurrent, torch.relu)
+    return _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, recurrent, layer_norm, torch.relu)
 
 
 @triton.jit
@@ -79,11 +86,11 @@ def pointwise_backward(dh, dc, s0, s1, s2, s3, s4, h_prev, c_prev, h, VARIANT: t
 @triton.jit
 def forward_step(
     tile_b, tile_h, step, gx_ptr, hg_ptr, w_hh_ptr, w_tiles, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr,
-    lengths_ptr, rmask_ptr, zoneout_ptr, T, B, H,
+    lengths_ptr, rmask_ptr, zoneout_ptr, ln_ptr, T, B, H,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
     HAS_BIAS: tl.constexpr, RECURRENT_MASK: tl.constexpr, ZONEOUT: tl.constexpr, COMPUTE: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    UPCAST: tl.constexpr, VARIANT: tl.constexpr,
+    UPCAST: tl.constexpr, VARIANT: tl.constexpr, LAYER_NORM: tl.constexpr,
 ):
     # c_ptr is unused (no cell state); acts_ptr too unless zoneout saves the candidate.
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
@@ -95,11 +102,18 @@ def forward_step(
         1, GEMM_IN_KERNEL, HAS_BIAS, RECURRENT_MASK, COMPUTE,
         BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
     )
+    if LAYER_NORM:  # the product came without b_hh, which is added after the normalisation
+        if STORE_ACTS:
+            if ZONEOUT:
+                store_block(acts_ptr, seq_offsets(t, rows, cols, B, H, 2), 1, H, hg, live)
+            else:
+                store_block(acts_ptr, out_at, 0, H, hg, live)
+        hg, _, _, _ = ln.normalise_recurrent(hg, hg, hg, hg, ln_ptr, b_hh_ptr, cols, H, 1, COMPUTE)
     gx = load_block(gx_ptr, out_at, 0, H, live, COMPUTE)
     h, _, _, _, _, _, _ = pointwise_forward(gx, gx, gx, gx, hg, hg, hg, hg, hg, hg, VARIANT)
     if ZONEOUT:  # h' above is the candidate, saved for the backward (y holds the zoned state)
         if STORE_ACTS:
-            store_block(acts_ptr, out_at, 0, H, h, live)
+            store_block(acts_ptr, seq_offsets(t, rows, cols, B, H, 1 + LAYER_NORM), 0, H, h, live)
         h_prev = tl.load(h_in_ptr + row_offsets(rows, cols, H, 1), mask=mask).to(COMPUTE)
         h = zone(h, h_prev, zoneout_keep(zoneout_ptr, 0, t, rows, cols, live, T, B, H, ZONEOUT, COMPUTE))
     store_hidden_and_output(h_in_ptr, h_out_ptr, y_ptr, row_offsets(rows, cols, H, 1), out_at, h, live, mask,
@@ -109,14 +123,17 @@ def forward_step(
 @triton.jit
 def backward_step(
     tile_b, tile_h, step, acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, rec_grad_ptr, w_hh_ptr, w_tiles, dh_ptr,
-    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, zoneout_ptr, flow_ptr, clip_ptr, T, B, H,
+    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, zoneout_ptr, flow_ptr, clip_ptr, ln_ptr,
+    ln_grad_ptr, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
     GEMM_IN_KERNEL: tl.constexpr, RECURRENT_MASK: tl.constexpr, ZONEOUT: tl.constexpr, COMPUTE: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
     UPCAST: tl.constexpr, VARIANT: tl.constexpr, RECORD_FLOW: tl.constexpr, CLIP: tl.constexpr,
+    LAYER_NORM: tl.constexpr,
 ):
-    # h0_ptr, c0_ptr, dc_ptr and dhg_ptr are unused: the derivative needs only y_t (with zoneout the candidate
-    # in acts), and the pre-activation's gradient is both dgx and dhg.
+    # h0_ptr, c0_ptr and dc_ptr are unused: the derivative needs only y_t (with zoneout the candidate in acts),
+    # and the pre-activation's gradient is both dgx and dhg (dhg_ptr is written only with LAYER_NORM, whose
+    # recurrent product's gradient is the one through the normalisation).
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
     active, t = step_positions(step, T, rows, lengths_ptr, row_ok, HAS_LENGTHS, REVERSE)
     live = mask & active[:, None]
@@ -129,7 +146,7 @@ def backward_step(
     dh_carry, dh = incoming_hidden_grad(dh_rec, dh_ptr, dy_ptr, state_at, out_at, live, mask, COMPUTE)
     dh = observe_hidden_grad(dh, flow_ptr, clip_ptr, t, rows, tile_h, live, row_ok, T, B, H, RECORD_FLOW, CLIP)
     if ZONEOUT:  # the candidate h' was saved; its share of dL/dh_t goes into it, the kept share to h_{t-1}
-        h = load_block(acts_ptr, out_at, 0, H, live, COMPUTE)
+        h = load_block(acts_ptr, seq_offsets(t, rows, cols, B, H, 1 + LAYER_NORM), 0, H, live, COMPUTE)
         keep = zoneout_keep(zoneout_ptr, 0, t, rows, cols, live, T, B, H, ZONEOUT, COMPUTE)
         d_pre, _, _, _, _, _, _, _, _, _ = pointwise_backward((1.0 - keep) * dh, dh, h, h, h, h, h, h, h, h, VARIANT)
         dh_prev = keep * dh
@@ -142,6 +159,15 @@ def backward_step(
     # (and, with zoneout, its kept share).
     tl.store(dh_ptr + state_at, tl.where(live, dh_prev, dh_carry), mask=mask)
     store_block(dgx_ptr, seq_offsets(t, rows, cols, B, H, 1), 0, H, d_pre, mask)
+    if LAYER_NORM:  # the recurrent product's gradient is the one through its normalisation
+        if ZONEOUT:
+            raw_at = seq_offsets(t, rows, cols, B, H, 2) + H
+        else:
+            raw_at = out_at
+        d_pre, _, _, _ = ln.recurrent_backward(
+            d_pre, d_pre, d_pre, d_pre, acts_ptr, raw_at, ln_grad_ptr, seq_offsets(t, rows, cols, B, H, 2), ln_ptr,
+            live, mask, cols, H, 1, COMPUTE)
+        store_block(dhg_ptr, out_at, 0, H, d_pre, mask)
     if WRITE_STEP:
         store_block(dstep_ptr, state_at, 0, H, d_pre, mask)
 

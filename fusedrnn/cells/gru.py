@@ -5,6 +5,9 @@ PyTorch's formulation, gate order r, z, n. Given gx = x W_ih^T + b_ih and hg = h
     h' = (1 - z) * n + z * h
 The recurrent bias b_hn sits inside the reset product, which is why hg is kept apart from gx.
 Saved for backward per time step: r, z, n and hg_n (4 blocks of H); h_{t-1} is read back from y.
+LAYER_NORM (fusedrnn/cells/layer_norm.py): gx comes normalised, hg = gamma_h * LN(h W_hh^T) + b_hh + beta_h over
+all 3H, the formulas above unchanged on those (n = tanh(gx_n + r * hg_n)); the raw h W_hh^T is saved after the
+4 blocks (7 in all).
 Zoneout (ZONEOUT, fusedrnn/nn/regularizers.py): h' above is a candidate, h_t = a * h_{t-1} + (1 - a) * h';
 the same blocks are saved (y holds the zoned states, which are the h_{t-1} the backward needs).
 """
@@ -13,6 +16,7 @@ import triton
 import triton.language as tl
 
 from fusedrnn.cells import Cell
+from fusedrnn.cells import layer_norm as ln
 from fusedrnn.cells.common import (
     incoming_hidden_grad,
     load_block,
@@ -26,6 +30,7 @@ from fusedrnn.cells.common import (
     sigmoid,
     step_positions,
     store_block,
+    store_blocks,
     store_hidden_and_output,
     tanh,
     tile,
@@ -34,12 +39,15 @@ from fusedrnn.cells.common import (
 )
 
 
-def reference_step(x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=None):
+def reference_step(x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=None, layer_norm=None):
     """One GRU step in plain torch, any dtype. x: (B, I); states: (h,), (B, H); recurrent: what the recurrent
-    product reads instead of h (recurrent dropout's h * m), if given; z * h keeps h. Returns (h',)."""
+    product reads instead of h (recurrent dropout's h * m), if given; z * h keeps h. layer_norm: (g_x, b_x, g_h,
+    b_h), if given: both products normalised over their 3H before the biases. Returns (h',)."""
     (h,) = states
     gx = x @ w_ih.t()
     gh = (h if recurrent is None else recurrent) @ w_hh.t()
+    if layer_norm is not None:
+        gx, gh = ln.layer_norm(gx, *layer_norm[0:2]), ln.layer_norm(gh, *layer_norm[2:4])
     if b_ih is not None:
         gx, gh = gx + b_ih, gh + b_hh
     x_r, x_z, x_n = gx.chunk(3, dim=1)
@@ -75,11 +83,11 @@ def pointwise_backward(dh, dc, r, z, n, hg_n, unused, h_prev, c_prev, h, VARIANT
 @triton.jit
 def forward_step(
     tile_b, tile_h, step, gx_ptr, hg_ptr, w_hh_ptr, w_tiles, b_hh_ptr, h_in_ptr, h_out_ptr, c_ptr, y_ptr, acts_ptr,
-    lengths_ptr, rmask_ptr, zoneout_ptr, T, B, H,
+    lengths_ptr, rmask_ptr, zoneout_ptr, ln_ptr, T, B, H,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
     HAS_BIAS: tl.constexpr, RECURRENT_MASK: tl.constexpr, ZONEOUT: tl.constexpr, COMPUTE: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
-    UPCAST: tl.constexpr, VARIANT: tl.constexpr,
+    UPCAST: tl.constexpr, VARIANT: tl.constexpr, LAYER_NORM: tl.constexpr,
 ):
     # c_ptr is unused: a GRU has no cell state (the argument keeps one signature for every cell).
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
@@ -91,6 +99,11 @@ def forward_step(
         3, GEMM_IN_KERNEL, HAS_BIAS, RECURRENT_MASK, COMPUTE,
         BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
     )
+    a_at = seq_offsets(t, rows, cols, B, H, 4 + 3 * LAYER_NORM)
+    if LAYER_NORM:  # the product came without b_hh, which is added after the normalisation
+        if STORE_ACTS:
+            store_blocks(acts_ptr, a_at + 4 * H, H, hg_r, hg_z, hg_n, hg_n, hg_n, live, 3)
+        hg_r, hg_z, hg_n, _ = ln.normalise_recurrent(hg_r, hg_z, hg_n, hg_n, ln_ptr, b_hh_ptr, cols, H, 3, COMPUTE)
     state_at = row_offsets(rows, cols, H, 1)
     h_prev = tl.load(h_in_ptr + state_at, mask=mask).to(COMPUTE)
     h, _, r, z, n, _, _ = pointwise_forward(
@@ -104,7 +117,6 @@ def forward_step(
     )
 
     if STORE_ACTS:
-        a_at = seq_offsets(t, rows, cols, B, H, 4)
         store_block(acts_ptr, a_at, 0, H, r, live)
         store_block(acts_ptr, a_at, 1, H, z, live)
         store_block(acts_ptr, a_at, 2, H, n, live)
@@ -114,11 +126,13 @@ def forward_step(
 @triton.jit
 def backward_step(
     tile_b, tile_h, step, acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, rec_grad_ptr, w_hh_ptr, w_tiles, dh_ptr,
-    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, zoneout_ptr, flow_ptr, clip_ptr, T, B, H,
+    dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr, lengths_ptr, rmask_ptr, zoneout_ptr, flow_ptr, clip_ptr, ln_ptr,
+    ln_grad_ptr, T, B, H,
     HAS_INIT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr,
     GEMM_IN_KERNEL: tl.constexpr, RECURRENT_MASK: tl.constexpr, ZONEOUT: tl.constexpr, COMPUTE: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
     UPCAST: tl.constexpr, VARIANT: tl.constexpr, RECORD_FLOW: tl.constexpr, CLIP: tl.constexpr,
+    LAYER_NORM: tl.constexpr,
 ):
     # c0_ptr and dc_ptr are unused: a GRU has no cell state.
     rows, cols, row_ok, mask = tile(tile_b, tile_h, B, H, BLOCK_B, BLOCK_H)
@@ -134,7 +148,7 @@ def backward_step(
     )
     dh = observe_hidden_grad(dh, flow_ptr, clip_ptr, t, rows, tile_h, live, row_ok, T, B, H, RECORD_FLOW, CLIP)
 
-    a_at = seq_offsets(t, rows, cols, B, H, 4)
+    a_at = seq_offsets(t, rows, cols, B, H, 4 + 3 * LAYER_NORM)
     r = load_block(acts_ptr, a_at, 0, H, live, COMPUTE)
     z = load_block(acts_ptr, a_at, 1, H, live, COMPUTE)
     n = load_block(acts_ptr, a_at, 2, H, live, COMPUTE)
@@ -162,6 +176,10 @@ def backward_step(
     store_block(dgx_ptr, g_at, 0, H, d_r, mask)
     store_block(dgx_ptr, g_at, 1, H, d_z, mask)
     store_block(dgx_ptr, g_at, 2, H, d_n, mask)
+    if LAYER_NORM:  # the recurrent product's gradient is the one through its normalisation
+        d_r, d_z, d_hn, _ = ln.recurrent_backward(
+            d_r, d_z, d_hn, d_hn, acts_ptr, a_at + 4 * H, ln_grad_ptr, seq_offsets(t, rows, cols, B, H, 6), ln_ptr,
+            live, mask, cols, H, 3, COMPUTE)
     store_block(dhg_ptr, g_at, 0, H, d_r, mask)
     store_block(dhg_ptr, g_at, 1, H, d_z, mask)
     store_block(dhg_ptr, g_at, 2, H, d_hn, mask)

@@ -15,13 +15,15 @@ from torch.nn.utils.rnn import PackedSequence
 from fusedrnn._backend import STEPWISE, TRITON_BACKENDS, default_backend, interpreter_enabled, resolve
 from fusedrnn.gradient_flow import check_clip
 from fusedrnn.nn.backend_option import BackendOption
+from fusedrnn.nn.layer_norm import LayerNormOption
 from fusedrnn.nn.regularizers import Regularizers
 from fusedrnn.nn.stack import fused_rnn_forward
 
 
-class FusedRNNMixin(Regularizers, BackendOption):
+class FusedRNNMixin(LayerNormOption, Regularizers, BackendOption):
     """Routes forward to the fused kernels or to torch's own forward, by backend and device. Takes the
-    regularisers' options (fusedrnn/nn/regularizers.py) and `recurrent_grad_clip` (None, ("value", v) or
+    regularisers' options (fusedrnn/nn/regularizers.py), `layer_norm` (fusedrnn/nn/layer_norm.py) and
+    `recurrent_grad_clip` (None, ("value", v) or
     ("norm", v): fusedrnn/gradient_flow.py)."""
 
     backend: str | None

@@ -125,6 +125,7 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
             w_hh = rnn.recurrent_weight(getattr(rnn, f"weight_hh_{suffix}"))  # weight_drop's mask in training
             mask = rnn.recurrent_mask(x.size(1), rnn.hidden_size, x.device)
             zoneout = rnn.zoneout_masks(T, x.size(1), rnn.hidden_size, x.device)  # or its rates at eval
+            norms = rnn.layer_norm_parameters(suffix) if getattr(rnn, "layer_norm", False) else None
             if strategy == "torch":
                 if clip is not None or recorder is not None:
                     raise ValueError("gradient clipping or recording through time runs in the fused kernels only")
@@ -132,7 +133,13 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
                 initial = tuple(s if s is not None else zeros for s in initial)
                 weights = (w_ih, w_hh, b_ih, b_hh) if rnn.bias else (w_ih, w_hh)
                 y, final = torch_loop.direction(rnn.mode, layer_input, weights, initial, lengths, d == 1, mask,
-                                                zoneout)
+                                                zoneout, norms)
+            elif norms is not None:
+                gx, b_hh, op_norms = _layer_normed(layer_input, w_ih, b_ih, b_hh, norms, rnn.mode)
+                flow_id = recorder.open(name, layer, d, all_lengths, row_order) if recorder is not None else 0
+                y, *final = recurrence(rnn.mode, gx, w_hh, b_hh, initial, lengths, d == 1, strategy,
+                                       allow_tf32=torch.backends.cudnn.allow_tf32, recurrent_grad_clip=clip,
+                                       flow_id=flow_id, recurrent_mask=mask, zoneout=zoneout, layer_norm=op_norms)
             else:
                 gx = input_projection(layer_input, w_ih, b_ih, rnn.mode, "sequence")
                 w_hr = getattr(rnn, f"weight_hr_{suffix}") if getattr(rnn, "proj_size", 0) else None
@@ -154,3 +161,18 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
         if rnn.dropout and rnn.training and layer < rnn.num_layers - 1:
             layer_input = F.dropout(layer_input, rnn.dropout, training=True)
     return layer_input, tuple(torch.stack(f) for f in finals)
+
+
+def _layer_normed(x: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tensor | None, b_hh: torch.Tensor | None,
+                  norms: tuple, mode: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What the recurrence takes with layer_norm (fusedrnn/nn/layer_norm.py): gx = LN(x W_ih^T) + b_ih for every
+    step at once (autograd differentiates it), the bias added after the recurrent normalisation (b_hh + its
+    beta), and the recurrent normalisation's other parameters concatenated (gamma_h[, gamma_c, beta_c])."""
+    from fusedrnn.cells.layer_norm import EPS  # defines kernels: on first use, not with `import fusedrnn`
+
+    g_x, b_x, g_h, b_h, *cell_state = norms
+    raw = input_projection(x, w_ih, None, mode, "sequence")
+    gx = F.layer_norm(raw, (raw.shape[-1],), g_x, b_x, eps=EPS).to(raw.dtype)
+    if b_ih is not None:
+        gx = gx + b_ih.to(gx.dtype)
+    return gx, b_h + b_hh if b_hh is not None else b_h, torch.cat([g_h, *cell_state])

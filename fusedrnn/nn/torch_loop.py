@@ -1,6 +1,6 @@
 """One direction of one layer as a loop of torch ops over time, batched over rows: how a fused layer runs
 a regulariser that torch's own RNN implementations (cuDNN, oneDNN) cannot run (recurrent dropout, zoneout) when
-its backend is torch's (`backend="torch"`, or "auto" on CPU tensors).
+its backend is torch's (`backend="torch"`, or "auto" on CPU tensors), and layer norm.
 
 Per-row lengths by masking (a finished row keeps its state, its outputs are zero); the reverse direction
 reads each row's own times, from its last element back. The step is the cell's `reference_step`.
@@ -13,11 +13,12 @@ from fusedrnn.cells import cell
 
 def direction(mode: str, x: torch.Tensor, weights: tuple, state: tuple, lengths: torch.Tensor | None,
               reverse: bool, recurrent_mask: torch.Tensor | None,
-              zoneout: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple]:
+              zoneout: torch.Tensor | None = None, layer_norm: tuple | None = None) -> tuple[torch.Tensor, tuple]:
     """x (T, B, I); weights (w_ih, w_hh[, b_ih, b_hh]); state: the cell's states, each (B, H); lengths (B,) or
     None; recurrent_mask (B, H) or None: the recurrent product reads h * mask; zoneout: None, (states, T, B, H)
     bool masks at each row's time or (states,) rates (fusedrnn/ops.py's `recurrence`): each state becomes
-    a * previous + (1 - a) * the step's new one. Returns y (T, B, H) and the final states."""
+    a * previous + (1 - a) * the step's new one; layer_norm: the normalisations' parameters (g_x, b_x, g_h, b_h[,
+    g_c, b_c]) or None (fusedrnn/nn/layer_norm.py). Returns y (T, B, H) and the final states."""
     step = cell(mode).reference_step
     T, B = x.shape[:2]
     H = state[0].shape[1]
@@ -31,7 +32,7 @@ def direction(mode: str, x: torch.Tensor, weights: tuple, state: tuple, lengths:
     outputs = []
     for k in range(T):
         recurrent = state[0] * recurrent_mask if recurrent_mask is not None else None
-        new = step(x[times[k], rows], state, *weights, recurrent=recurrent)
+        new = step(x[times[k], rows], state, *weights, recurrent=recurrent, layer_norm=layer_norm)
         if zoneout is not None:
             keep = zoneout.to(x.dtype) if zoneout.dim() == 1 else zoneout[:, times[k], rows].to(x.dtype)
             new = tuple(a * s + (1 - a) * n for a, s, n in zip(keep, state, new))

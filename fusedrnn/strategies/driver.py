@@ -22,6 +22,13 @@ h_n stay unprojected here (y_raw, h_raw_n); fusedrnn/ops.py projects them with a
 step: dh_r = dG_s @ W_hh (B, P), and what reaches h_raw through the recurrence is dh_r @ W_hr; after the
 loop dW_hh = sum_t dG_t^T h_r_{t-1} and this recurrence's share of dW_hr = sum_t dh_r_t^T h_raw_t, each
 two large GEMMs.
+
+Layer normalisation (`layer_norm`, the recurrent normalisation's parameters: fusedrnn/cells/layer_norm.py):
+the strategies run whole-row tiles (fusedrnn/strategies/tiles.py); the recurrent product is taken without
+b_hh (the caller passes b_hh + beta_h, added after the normalisation); the forward saves the raw product too.
+The backward writes, beside dgx, the raw product's gradient into its own dhg (what the GEMMs carry back and
+dW_hh sums) and per-step per-row contributions to the parameters' gradients, summed after the loop: those are
+the bias's gradient and layer_norm's.
 """
 
 import functools
@@ -32,6 +39,7 @@ import triton.language as tl
 
 from fusedrnn._backend import interpreter_enabled
 from fusedrnn.cells import cell as cell_for
+from fusedrnn.cells import layer_norm as ln_module
 from fusedrnn.strategies import strategy as strategy_for
 from fusedrnn.strategies import tiles
 from fusedrnn.strategies.kernels import backward_kernel, forward_kernel
@@ -76,8 +84,8 @@ def _strategy(name: str, projected: bool):
 def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor, b_hh: torch.Tensor | None,
             h0: torch.Tensor | None, c0: torch.Tensor | None, lengths: torch.Tensor | None, reverse: bool,
             store_acts: bool, allow_tf32: bool, w_hr: torch.Tensor | None = None,
-            recurrent_mask: torch.Tensor | None = None,
-            zoneout: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+            recurrent_mask: torch.Tensor | None = None, zoneout: torch.Tensor | None = None,
+            layer_norm: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """The forward of `fusedrnn::recurrence` (fusedrnn/ops.py): (y, h_n, c_n, acts). c_n is empty for a cell
     without a cell state, acts (the activations the backward reads) unless store_acts. With w_hr (an LSTM's
     projection, (P, H); then w_hh is (4H, P) and h0 (B, P)) y and h_n are the unprojected h_raw. With
@@ -92,6 +100,9 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
     compute, tl_compute = compute_dtype(dtype)
     rmask = _recurrent_mask(recurrent_mask, compute, projected)
     zoneout, zoneout_mode = _zoneout(zoneout, compute, projected)
+    ln = _layer_norm(layer_norm, compute, projected)
+    if ln is not None and b_hh is None:
+        raise ValueError("fusedrnn: the recurrence with layer_norm takes b_hh (b_hh + the normalisation's beta)")
     # The state buffers: two that alternate when other programs read h (the GEMM in the kernel), else one.
     h_bufs = new_empty(gx, 2 if strategy.gemm_in_kernel else 1, B, H)
     # With a projection they hold h_raw, which the kernel reads only for a finished row (its own last
@@ -103,20 +114,23 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
     y = new_empty(gx, T, B, H)
     # The kernel writes no activations past a row's end, and acts is an output of the op: zeros there.
     new_acts = gx.new_zeros if lengths is not None else functools.partial(new_empty, gx)
-    acts = new_acts(T, B, cell.saved(zoneout_mode != 0) * H) if store_acts else gx.new_empty(0)
+    acts = new_acts(T, B, saved_blocks(cell, zoneout_mode != 0, ln is not None) * H) if store_acts else gx.new_empty(0)
     hg = y if strategy.gemm_in_kernel else new_empty(gx, B, cell.gates * H)  # the stepwise GEMM's output
     args = dict(
         gx_ptr=gx, hg_ptr=hg, w_hh_ptr=w_hh, b_hh_ptr=b_hh if b_hh is not None else w_hh, h_ptr=h_bufs,
         h_flip=B * H if strategy.gemm_in_kernel else 0, c_ptr=c, y_ptr=y, acts_ptr=acts if acts.numel() else y,
         lengths_ptr=lengths if lengths is not None else y, rmask_ptr=rmask if rmask is not None else y,
-        zoneout_ptr=zoneout if zoneout is not None else y, sync_ptr=_sync_buffer(strategy, device), T=T, B=B, H=H,
+        zoneout_ptr=zoneout if zoneout is not None else y, ln_ptr=ln if ln is not None else y,
+        sync_ptr=_sync_buffer(strategy, device), T=T, B=B, H=H,
     )  # stand-ins for absent tensors are never read
     flags = dict(
         CELL_STEP=cell.forward_step, CELL_VARIANT=cell.variant, HAS_LENGTHS=lengths is not None, REVERSE=reverse,
-        STORE_ACTS=store_acts, GEMM_IN_KERNEL=strategy.gemm_in_kernel, HAS_BIAS=b_hh is not None,
+        STORE_ACTS=store_acts, GEMM_IN_KERNEL=strategy.gemm_in_kernel, HAS_BIAS=b_hh is not None and ln is None,
         RECURRENT_MASK=rmask is not None, ZONEOUT=zoneout_mode, COMPUTE=tl_compute, **gemm_flags(dtype, allow_tf32),
         GATES=cell.gates, W_ON_CHIP=0,  # the persistent strategy may set W_ON_CHIP (persistent.py)
     )
+    if ln is not None:  # the bias comes after the normalisation, in the kernel
+        flags["LAYER_NORM"] = 1
     if rmask is not None and not strategy.gemm_in_kernel:  # the stepwise GEMM reads h * m from here
         h_masked, rmask_stored = new_empty(gx, B, H), rmask.to(dtype)
 
@@ -128,7 +142,7 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
             if k:
                 torch.mm(h, w_hr.t(), out=h_r)
             h = h_r
-        if b_hh is not None:
+        if b_hh is not None and ln is None:
             torch.addmm(b_hh, h, w_hh.t(), out=hg)
         else:
             torch.mm(h, w_hh.t(), out=hg)
@@ -146,8 +160,10 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
              c0: torch.Tensor | None, lengths: torch.Tensor | None, reverse: bool, allow_tf32: bool,
              w_hh_grad: bool, w_hr: torch.Tensor | None = None, w_hr_grad: bool = False, record_flow: bool = False,
              clip_mode: str = "", clip: float = 0.0, recurrent_mask: torch.Tensor | None = None,
-             zoneout: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-    """The forward of `fusedrnn::recurrence_backward`: (dgx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr, flow) from the
+             zoneout: torch.Tensor | None = None,
+             layer_norm: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+    """The forward of `fusedrnn::recurrence_backward`: (dgx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr, flow, d_layer_norm)
+    (d_layer_norm empty unless layer_norm is given) from the
     gradients of y, h_n and c_n (empty for a cell without a cell state, as d_c0) and what the forward saved;
     d_w_hh is empty unless w_hh_grad. With w_hr, y, dy and dh are the unprojected ones (B, H), h0 and d_h0
     are (B, P), and d_w_hr is the recurrence's share of W_hr's gradient (empty unless w_hr_grad).
@@ -166,13 +182,19 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
     compute, tl_compute = compute_dtype(y.dtype)
     rmask = _recurrent_mask(recurrent_mask, compute, projected)
     zoneout, zoneout_mode = _zoneout(zoneout, compute, projected)
+    ln = _layer_norm(layer_norm, compute, projected)
     has_init = h0 is not None or c0 is not None
     h0, c0 = (s if s is not None else y.new_zeros(B, n) for s, n in ((h0, w_hh.shape[1]), (c0, H)))  # read if has_init
     dh = dh.to(compute, copy=True)
     dc = dc.to(compute, copy=True) if cell.has_cell_state else dh
     dh_rec = y.new_zeros(B, H)
     dgx = new_empty(y, T, B, GH)
-    dhg = dgx if cell.recurrent_grad_is_input_grad else new_empty(y, T, B, GH)
+    dhg = dgx if cell.recurrent_grad_is_input_grad and ln is None else new_empty(y, T, B, GH)
+    # Layer norm's per-step per-row contributions to its parameters' gradients and the bias's, in the compute
+    # dtype for the sums after the loop.
+    ln_grads = None
+    if ln is not None:
+        ln_grads = new_empty(dh, T, B, ln_module.grad_blocks(cell.gates, cell.has_cell_state) * H)
     # Rows sit at different times only in the reverse direction of a variable-length batch; then the
     # kernel also writes each step's dhg into a contiguous (B, GH) buffer for the recurrent GEMM (two
     # that alternate when the next step's programs read one while writing the other).
@@ -211,7 +233,8 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
         dstep_flip=B * GH if write_step and strategy.gemm_in_kernel else 0,
         lengths_ptr=lengths if lengths is not None else y, rmask_ptr=rmask if rmask is not None else y,
         zoneout_ptr=zoneout if zoneout is not None else y, flow_ptr=flow if record_flow else dh,
-        clip_ptr=clip_factors if clip_mode else dh, sync_ptr=_sync_buffer(strategy, y.device), T=T, B=B, H=H,
+        clip_ptr=clip_factors if clip_mode else dh, ln_ptr=ln if ln is not None else dh,
+        ln_grad_ptr=ln_grads if ln is not None else dh, sync_ptr=_sync_buffer(strategy, y.device), T=T, B=B, H=H,
     )  # stand-ins for absent tensors are never read
     flags = dict(
         CELL_STEP=cell.backward_step, CELL_VARIANT=cell.variant, GATES=cell.gates, HAS_INIT=has_init,
@@ -220,6 +243,8 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
         COMPUTE=tl_compute, RECORD_FLOW=record_flow, CLIP=CLIP_MODES[clip_mode], **gemm_flags(y.dtype, allow_tf32),
         W_ON_CHIP=0,  # the persistent strategy may set it (persistent.py)
     )
+    if ln is not None:
+        flags["LAYER_NORM"] = 1
 
     def host_gemm_and_clip(k: int) -> None:
         """Norm clipping: after step k's GEMM every part of the next step's dL/dh is known."""
@@ -267,7 +292,10 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
         d_h0 = (dh + dh_rec.to(compute)).to(y.dtype)
     d_c0 = dc.to(y.dtype) if cell.has_cell_state else y.new_empty(0)
     flow = flow.sum(3).sqrt() if record_flow else y.new_empty(0)
-    return dgx, d_w_hh, dhg.sum((0, 1)), d_h0, d_c0, d_w_hr, flow
+    if ln is None:
+        return dgx, d_w_hh, dhg.sum((0, 1)), d_h0, d_c0, d_w_hr, flow, y.new_empty(0)
+    sums = ln_grads.sum((0, 1)).to(y.dtype)  # [b_hh + beta_h's, gamma_h's, (LSTM) gamma_c's, beta_c's]
+    return dgx, d_w_hh, sums[:GH], d_h0, d_c0, d_w_hr, flow, sums[GH:].clone()  # outputs must not alias
 
 
 CLIP_MODES = {"": 0, "value": 1, "norm": 2}  # the kernels' CLIP
@@ -313,6 +341,20 @@ def _zoneout(zoneout: torch.Tensor | None, compute: torch.dtype,
     if zoneout.dim() == 1:
         return zoneout.to(compute).contiguous(), 2
     return zoneout.contiguous().view(torch.uint8), 1
+
+
+def saved_blocks(cell, zoneout: bool, layer_norm: bool) -> int:
+    """Blocks of H the forward saves per row and step: the cell's, and layer norm's raw recurrent product."""
+    return cell.saved(zoneout) + (cell.gates if layer_norm else 0)
+
+
+def _layer_norm(layer_norm: torch.Tensor | None, compute: torch.dtype, projected: bool) -> torch.Tensor | None:
+    """The recurrent normalisation's parameters as the kernels read them: contiguous, in the compute dtype."""
+    if layer_norm is None:
+        return None
+    if projected:
+        raise ValueError("fusedrnn: layer_norm with an LSTM projection (proj_size > 0) is not implemented")
+    return layer_norm.to(compute).contiguous()
 
 
 def contiguous(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:

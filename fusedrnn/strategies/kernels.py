@@ -58,16 +58,19 @@ def tile_count(B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
 @triton.jit(do_not_specialize=["k_begin", "k_end", "T"])
 def forward_kernel(
     gx_ptr, hg_ptr, w_hh_ptr, b_hh_ptr, h_ptr, h_flip, c_ptr, y_ptr, acts_ptr, lengths_ptr, rmask_ptr,
-    zoneout_ptr, sync_ptr, k_begin, k_end, T, B, H,
+    zoneout_ptr, ln_ptr, sync_ptr, k_begin, k_end, T, B, H,
     CELL_STEP: tl.constexpr, CELL_VARIANT: tl.constexpr, HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr,
     STORE_ACTS: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr, HAS_BIAS: tl.constexpr, RECURRENT_MASK: tl.constexpr,
     ZONEOUT: tl.constexpr, COMPUTE: tl.constexpr,
     BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr,
     UPCAST: tl.constexpr, SYNC: tl.constexpr, SPIN_LIMIT: tl.constexpr, GATES: tl.constexpr, W_ON_CHIP: tl.constexpr,
+    LAYER_NORM: tl.constexpr = 0,
 ):
     """Forward steps k_begin..k_end-1. h_ptr: the state buffers, h_flip elements apart; step k reads
     buffer k % 2 and writes the other. ZONEOUT (0: off, no code) mixes each new state with the previous one
-    by zoneout's masks or rates at zoneout_ptr (fusedrnn/cells/common.py, zoneout_keep)."""
+    by zoneout's masks or rates at zoneout_ptr (fusedrnn/cells/common.py, zoneout_keep). LAYER_NORM (0: off,
+    no code) normalises the recurrent pre-activations (and an LSTM's c) with the parameters at ln_ptr
+    (fusedrnn/cells/layer_norm.py; whole-row tiles)."""
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
     tiles_b, n_tiles = tile_count(B, H, BLOCK_B, BLOCK_H)
@@ -80,9 +83,9 @@ def forward_kernel(
         for tile_id in range(pid, last_tile, nprog):
             CELL_STEP(
                 tile_id % tiles_b, tile_id // tiles_b, k, gx_ptr, hg_ptr, w_hh_ptr, w_tiles, b_hh_ptr, h_in, h_out,
-                c_ptr, y_ptr, acts_ptr, lengths_ptr, rmask_ptr, zoneout_ptr, T, B, H, HAS_LENGTHS, REVERSE, STORE_ACTS,
-                GEMM_IN_KERNEL, HAS_BIAS, RECURRENT_MASK, ZONEOUT, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION,
-                UPCAST, CELL_VARIANT,
+                c_ptr, y_ptr, acts_ptr, lengths_ptr, rmask_ptr, zoneout_ptr, ln_ptr, T, B, H, HAS_LENGTHS, REVERSE,
+                STORE_ACTS, GEMM_IN_KERNEL, HAS_BIAS, RECURRENT_MASK, ZONEOUT, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K,
+                DOT_PRECISION, UPCAST, CELL_VARIANT, LAYER_NORM,
             )
         if SYNC:
             grid_barrier(sync_ptr, (k - k_begin + 1) * nprog, SPIN_LIMIT)
@@ -91,18 +94,22 @@ def forward_kernel(
 @triton.jit(do_not_specialize=["k_begin", "k_end", "T"])
 def backward_kernel(
     acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr, w_hh_ptr, dh_ptr, dc_ptr, dgx_ptr, dhg_ptr, dstep_ptr,
-    dstep_flip, lengths_ptr, rmask_ptr, zoneout_ptr, flow_ptr, clip_ptr, sync_ptr, k_begin, k_end, T, B, H,
+    dstep_flip, lengths_ptr, rmask_ptr, zoneout_ptr, flow_ptr, clip_ptr, ln_ptr, ln_grad_ptr, sync_ptr, k_begin,
+    k_end, T, B, H,
     CELL_STEP: tl.constexpr, CELL_VARIANT: tl.constexpr, GATES: tl.constexpr, HAS_INIT: tl.constexpr,
     HAS_LENGTHS: tl.constexpr, REVERSE: tl.constexpr, WRITE_STEP: tl.constexpr, GEMM_IN_KERNEL: tl.constexpr,
     RECURRENT_MASK: tl.constexpr, ZONEOUT: tl.constexpr, COMPUTE: tl.constexpr, BLOCK_B: tl.constexpr,
     BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, DOT_PRECISION: tl.constexpr, UPCAST: tl.constexpr, SYNC: tl.constexpr,
     SPIN_LIMIT: tl.constexpr, RECORD_FLOW: tl.constexpr, CLIP: tl.constexpr, W_ON_CHIP: tl.constexpr,
+    LAYER_NORM: tl.constexpr = 0,
 ):
     """Backward steps for processing indices k_begin..k_end-1 (step T-1-k). The later step's gate
     gradients, which the recurrent GEMM in the kernel reads: the step buffer written at k-1 (WRITE_STEP,
     two buffers dstep_flip apart, written at k % 2), else dhg at that step's time. RECORD_FLOW and CLIP
     (off by default: no code) record and clip dL/dh_t (fusedrnn/cells/common.py, observe_hidden_grad).
-    ZONEOUT (off by default: no code) reads zoneout's masks or rates at zoneout_ptr (common.py, zoneout_keep)."""
+    ZONEOUT (off by default: no code) reads zoneout's masks or rates at zoneout_ptr (common.py, zoneout_keep).
+    LAYER_NORM (off by default: no code) runs the normalisations' backward and writes the per-step
+    contributions to their parameters' gradients at ln_grad_ptr (fusedrnn/cells/layer_norm.py)."""
     pid = tl.program_id(0)
     nprog = tl.num_programs(0)
     tiles_b, n_tiles = tile_count(B, H, BLOCK_B, BLOCK_H)
@@ -126,8 +133,9 @@ def backward_kernel(
             CELL_STEP(
                 tile_id % tiles_b, tile_id // tiles_b, step, acts_ptr, y_ptr, h0_ptr, c0_ptr, dy_ptr, dh_rec_ptr,
                 later, w_hh_ptr, w_tiles, dh_ptr, dc_ptr, dgx_ptr, dhg_ptr, dstep, lengths_ptr, rmask_ptr, zoneout_ptr,
-                flow_ptr, clip_ptr, T, B, H, HAS_INIT, HAS_LENGTHS, REVERSE, WRITE_STEP, GEMM_IN_KERNEL, RECURRENT_MASK,
-                ZONEOUT, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST, CELL_VARIANT, RECORD_FLOW, CLIP,
+                flow_ptr, clip_ptr, ln_ptr, ln_grad_ptr, T, B, H, HAS_INIT, HAS_LENGTHS, REVERSE, WRITE_STEP,
+                GEMM_IN_KERNEL, RECURRENT_MASK, ZONEOUT, COMPUTE, BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
+                CELL_VARIANT, RECORD_FLOW, CLIP, LAYER_NORM,
             )
         if SYNC:
             grid_barrier(sync_ptr, (k - k_begin + 1) * nprog, SPIN_LIMIT)

@@ -37,6 +37,11 @@ class TimeLoop:
     host_gemm: Callable[[int], None] | None = None
     gemm_before_kernel: bool = True
 
+    @property
+    def whole_rows(self) -> bool:
+        """Whether each tile must hold whole rows (layer norm's row statistics)."""
+        return bool(self.flags.get("LAYER_NORM", 0))
+
 
 def run_per_step(loop: TimeLoop, tile: tiles.Tiles, programs: int = 0) -> None:
     """One launch per step (no grid barrier), one program per tile unless `programs` says fewer; the
@@ -60,7 +65,7 @@ class PerStepStrategy:
         self.name, self.gemm_in_kernel = name, gemm_in_kernel
 
     def run(self, loop: TimeLoop) -> None:
-        run_per_step(loop, tiles.choose(self.name, loop.batch, loop.hidden, loop.dtype))
+        run_per_step(loop, tiles.choose(self.name, loop.batch, loop.hidden, loop.dtype, whole_rows=loop.whole_rows))
 
 
 class StepLauncher:

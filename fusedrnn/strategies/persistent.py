@@ -57,14 +57,14 @@ class Persistent:
         B, H = loop.batch, loop.hidden
         if interpreter_enabled():
             # The smallest tiles, several per program, so that the tile loop runs too.
-            tiles = tile_choice.choose(self.name, B, H, loop.dtype, programs=B * H)
+            tiles = tile_choice.choose(self.name, B, H, loop.dtype, programs=B * H, whole_rows=loop.whole_rows)
             if INTERPRETER_PROGRAMS > 1:
                 run_per_step(self._place_w_hh(loop, tiles, INTERPRETER_PROGRAMS), tiles, INTERPRETER_PROGRAMS)
             else:
                 self._launch(self._place_w_hh(loop, tiles, 1), tiles, 1)
             return
         multiprocessors = torch.cuda.get_device_properties(loop.device).multi_processor_count
-        tiles = tile_choice.choose(self.name, B, H, loop.dtype, programs=multiprocessors)
+        tiles = tile_choice.choose(self.name, B, H, loop.dtype, programs=multiprocessors, whole_rows=loop.whole_rows)
         programs = min(tiles.count(B, H), multiprocessors)
         loop = self._place_w_hh(loop, tiles, programs)
         if resident_programs(loop, tiles) < programs:
@@ -87,6 +87,8 @@ class Persistent:
     def _w_hh_on_chip(self, loop: TimeLoop, tiles: Tiles, programs: int) -> tuple[TimeLoop | None, str]:
         if not W_ON_CHIP:
             return None, "FUSEDRNN_W_ON_CHIP is off"
+        if loop.flags.get("LAYER_NORM"):  # its whole-row tiles would hold all of W_hh; not measured together
+            return None, "layer_norm's whole-row tiles"
         B, H = loop.batch, loop.hidden
         if tiles.count(B, H) > programs:
             return None, f"{tiles.count(B, H)} tiles for {programs} programs (one tile per program needed)"

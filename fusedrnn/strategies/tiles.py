@@ -53,13 +53,38 @@ def flow_columns(H: int) -> int:
     return triton.cdiv(H, 16)
 
 
-def choose(strategy: str, B: int, H: int, dtype: torch.dtype, programs: int = 0) -> Tiles:
+# Layer norm (fusedrnn/cells/layer_norm.py) needs a row's statistics over all its hidden units, so with it every
+# strategy takes tiles that own whole rows: BLOCK_H = H rounded up to a power of two (a tile holds every gate's
+# block of it), few rows. Past this H the tiles' registers would run out (the in-kernel GEMM keeps GATES
+# accumulators of 16 x BLOCK_H): refused rather than spilled to no end.
+LAYER_NORM_MAX_HIDDEN = 1024
+
+
+def choose(strategy: str, B: int, H: int, dtype: torch.dtype, programs: int = 0, whole_rows: bool = False) -> Tiles:
     """Tiles for a strategy (its backend value, or SINGLE_STEP) at batch B, hidden size H; `programs`: how many programs
-    can be resident at once (the persistent strategy; 0 elsewhere)."""
-    tiles = _choose(strategy, B, H, dtype, programs)
+    can be resident at once (the persistent strategy; 0 elsewhere); whole_rows: tiles that hold every hidden unit
+    of their rows (layer norm)."""
+    tiles = _whole_rows(strategy, B, H, dtype) if whole_rows else _choose(strategy, B, H, dtype, programs)
     if triton.cdiv(H, tiles.block_h) > flow_columns(H):
         raise AssertionError(f"fusedrnn: tiles {tiles} are narrower than the gradient-flow buffer assumes")
     return tiles
+
+
+def _whole_rows(strategy: str, B: int, H: int, dtype: torch.dtype) -> Tiles:
+    if H > LAYER_NORM_MAX_HIDDEN:
+        raise ValueError(f"fusedrnn: layer_norm runs whole-row tiles, which the Triton strategies have up to "
+                         f"hidden_size {LAYER_NORM_MAX_HIDDEN}; got {H} (backend='torch' runs any size)")
+    block_h = max(16, triton.next_power_of_2(H))
+    warps = 4 if block_h <= 64 else 8 if block_h <= 256 else 16
+    if strategy == "triton":  # pointwise only: as many rows as fit 2048 elements per gate
+        return Tiles(max(1, min(triton.next_power_of_2(B), 2048 // block_h)), block_h, 16, warps)
+    # tl.dot needs 16 rows; the K chunk shrinks as the tile widens (the GATES accumulators hold the registers).
+    chunk = (64 if dtype.itemsize == 2 else 32) if block_h <= 64 else 16
+    if strategy == "triton-fusedstep":
+        return Tiles(16, block_h, chunk, warps)
+    if strategy == "triton-persistent":  # one stage, as below
+        return Tiles(16, block_h, chunk, warps, num_stages=1)
+    raise ValueError(f"no whole-row tiles for strategy {strategy!r}")
 
 
 def _choose(strategy: str, B: int, H: int, dtype: torch.dtype, programs: int) -> Tiles:
