@@ -108,3 +108,19 @@ def reference_forward(module, input, hx=None, dropout=0.0):
             output = output.squeeze(0 if module.batch_first else 1)
             finals = tuple(s.squeeze(1) for s in finals)
     return output, (finals if mode == "LSTM" else finals[0])
+
+
+def recurrence_leaves(mode, T, B, H, seed):
+    """Random float64 inputs of one direction's recurrence for gradcheck, each requiring grad: gx (T, B, G*H),
+    w_hh (G*H, H) at half scale, b_hh (G*H,) and the cell's initial states, each (B, H); and the generator, to
+    draw more from."""
+    from fusedrnn.cells import REGISTRY, cell
+
+    g = torch.Generator().manual_seed(seed)
+    gates = cell(mode).gates
+    gx = torch.randn(T, B, gates * H, generator=g, dtype=torch.float64, requires_grad=True)
+    w_hh = (torch.randn(gates * H, H, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
+    b_hh = torch.randn(gates * H, generator=g, dtype=torch.float64, requires_grad=True)
+    initial = tuple(torch.randn(B, H, generator=g, dtype=torch.float64, requires_grad=True)
+                    for _ in range(REGISTRY[mode].states))
+    return gx, w_hh, b_hh, initial, g

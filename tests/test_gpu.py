@@ -259,50 +259,43 @@ def test_cell_step_in_float64_on_the_gpu(mode):
         assert compare(g, w, torch.float64).ok
 
 
-@pytest.mark.parametrize("mode", GATED_MODES)
-@pytest.mark.parametrize("backend", TRITON_BACKENDS)
-def test_regularisers_against_float64(backend, mode, monkeypatch):
-    """weight_drop and recurrent_dropout, compiled: a packed 2-layer bidirectional training step against the
-    float64 reference on the same masks (drawn on the GPU), float32 with exact-rounded products."""
-    from test_regularizers import check_against_reference, fused_layer
+def check_compiled_against_float64(layer, monkeypatch):
+    """A packed 2-layer bidirectional step of a layer with regularisers, compiled, against the float64 reference
+    on the same masks (drawn on the GPU), every gradient; float32 with exact-rounded products."""
+    from test_regularizers import check_against_reference
 
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    layer = fused_layer(mode, backend, weight_drop=0.25, recurrent_dropout=0.25).to(DEVICE)
+    layer = layer.to(DEVICE)
     if DRY:
         check_against_reference(layer)
     else:
         check_against_reference(layer, T=40, lengths=(40, 17, 33, 1, 25, 40, 9))
+
+
+@pytest.mark.parametrize("mode", GATED_MODES)
+@pytest.mark.parametrize("backend", TRITON_BACKENDS)
+def test_regularisers_against_float64(backend, mode, monkeypatch):
+    """weight_drop and recurrent_dropout, in training."""
+    from test_regularizers import fused_layer
+
+    check_compiled_against_float64(fused_layer(mode, backend, weight_drop=0.25, recurrent_dropout=0.25), monkeypatch)
 
 
 @pytest.mark.parametrize("mode", GATED_MODES)
 @pytest.mark.parametrize("backend", TRITON_BACKENDS)
 def test_layer_norm_against_float64(backend, mode, monkeypatch):
-    """layer_norm, compiled (whole-row tiles): a packed 2-layer bidirectional training step against the float64
-    reference, every gradient (the normalisations' parameters too), float32 with exact-rounded products."""
+    """layer_norm (whole-row tiles), the normalisations' parameters' gradients too."""
     from test_layer_norm import normed_layer
-    from test_regularizers import check_against_reference
 
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    layer = normed_layer(mode, backend).to(DEVICE)
-    if DRY:
-        check_against_reference(layer)
-    else:
-        check_against_reference(layer, T=40, lengths=(40, 17, 33, 1, 25, 40, 9))
+    check_compiled_against_float64(normed_layer(mode, backend), monkeypatch)
 
 
 @pytest.mark.parametrize("mode", GATED_MODES)
 @pytest.mark.parametrize("backend", TRITON_BACKENDS)
 def test_zoneout_against_float64(backend, mode, monkeypatch):
-    """zoneout, compiled: a packed 2-layer bidirectional training step against the float64 reference on the
-    same masks (drawn on the GPU), then at evaluation against the reference's expectation; float32 with
-    exact-rounded products."""
-    from test_regularizers import check_against_reference, fused_layer
+    """zoneout in training, then at evaluation against the reference's expectation."""
+    from test_regularizers import fused_layer
 
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    layer = fused_layer(mode, backend, zoneout=(0.2, 0.5) if mode == "LSTM" else 0.25).to(DEVICE)
+    layer = fused_layer(mode, backend, zoneout=(0.2, 0.5) if mode == "LSTM" else 0.25)
     for training in (True, False):
-        layer.train(training)
-        if DRY:
-            check_against_reference(layer)
-        else:
-            check_against_reference(layer, T=40, lengths=(40, 17, 33, 1, 25, 40, 9))
+        check_compiled_against_float64(layer.train(training), monkeypatch)

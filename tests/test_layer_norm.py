@@ -12,6 +12,7 @@ from fusedrnn.cells import MODES, REGISTRY, cell
 from fusedrnn.ops import recurrence
 from fusedrnn.strategies import NAMES
 from fusedrnn.strategies.tiles import LAYER_NORM_MAX_HIDDEN
+from tests.helpers import recurrence_leaves
 from tests.test_regularizers import HIDDEN, LAYERS, P, Z, check_against_reference, fused_layer
 
 
@@ -54,14 +55,10 @@ GRADCHECK_CASES = [("LSTM", strategy) for strategy in NAMES] + [("GRU", NAMES[2 
 def test_layer_norm_gradcheck(mode, strategy):
     """The normalised recurrence's backward against its own forward (float64), reverse with lengths, its
     parameters differentiated too."""
-    g = torch.Generator().manual_seed(2)
-    gates, states = cell(mode).gates, REGISTRY[mode].states
-    T, B, H = 2, 2, 3
-    gx = torch.randn(T, B, gates * H, generator=g, dtype=torch.float64, requires_grad=True)
-    w_hh = (torch.randn(gates * H, H, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
-    b_hh = torch.randn(gates * H, generator=g, dtype=torch.float64, requires_grad=True)
-    norms = (1 + 0.5 * torch.randn((gates + 2 * (states == 2)) * H, generator=g, dtype=torch.float64)).requires_grad_()
-    initial = tuple(torch.randn(B, H, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(states))
+    H = 3
+    gx, w_hh, b_hh, initial, g = recurrence_leaves(mode, 2, 2, H, seed=2)
+    width = (cell(mode).gates + 2 * (len(initial) == 2)) * H  # gamma_h, and an LSTM's gamma_c and beta_c
+    norms = (1 + 0.5 * torch.randn(width, generator=g, dtype=torch.float64)).requires_grad_()
     lengths = torch.tensor([1, 2])
 
     def f(gx, w_hh, b_hh, norms, *initial):

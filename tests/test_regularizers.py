@@ -14,11 +14,11 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import fusedrnn
 from fusedrnn import reference
-from fusedrnn.cells import MODES, REGISTRY, cell
+from fusedrnn.cells import MODES, REGISTRY
 from fusedrnn.nn.rnn import FUSED_LAYERS
 from fusedrnn.ops import recurrence
 from fusedrnn.strategies import NAMES
-from tests.helpers import assert_all_close, random_like_module
+from tests.helpers import assert_all_close, random_like_module, recurrence_leaves
 
 P = 0.4
 LAYERS, HIDDEN = 2, 6
@@ -126,21 +126,15 @@ def test_each_regulariser_alone(option):
 @pytest.mark.parametrize("mode", ["LSTM", "GRU"])
 def test_recurrent_mask_gradcheck(strategy, mode):
     """The masked recurrence's backward against its own forward (float64), reverse with lengths."""
-    g = torch.Generator().manual_seed(2)
-    gates = cell(mode).gates
-    T, B, H = 3, 3, 3
-    gx = torch.randn(T, B, gates * H, generator=g, dtype=torch.float64, requires_grad=True)
-    w_hh = (torch.randn(gates * H, H, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
-    b_hh = torch.randn(gates * H, generator=g, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(B, H, generator=g, dtype=torch.float64, requires_grad=True)
-    initial = (h0, torch.randn(B, H, generator=g, dtype=torch.float64)) if mode == "LSTM" else (h0,)
+    B, H = 3, 3
+    gx, w_hh, b_hh, initial, g = recurrence_leaves(mode, 3, B, H, seed=2)
     mask = (torch.rand(B, H, generator=g) > P).double() / (1 - P)
     lengths = torch.tensor([3, 1, 2])
 
-    def f(gx, w_hh, b_hh, h0):
-        return recurrence(mode, gx, w_hh, b_hh, (h0, *initial[1:]), lengths, True, strategy, recurrent_mask=mask)
+    def f(gx, w_hh, b_hh, *initial):
+        return recurrence(mode, gx, w_hh, b_hh, initial, lengths, True, strategy, recurrent_mask=mask)
 
-    assert torch.autograd.gradcheck(f, (gx, w_hh, b_hh, h0), fast_mode=True)
+    assert torch.autograd.gradcheck(f, (gx, w_hh, b_hh, *initial), fast_mode=True)
 
 
 @pytest.mark.parametrize("backend", ["triton", "torch"])
@@ -234,14 +228,9 @@ def test_all_regularisers_together():
 def test_zoneout_gradcheck(strategy, mode):
     """The zoned recurrence's backward against its own forward (float64), reverse with lengths: with masks
     (training), and with the rates (evaluation) for the LSTM in one strategy."""
-    g = torch.Generator().manual_seed(3)
-    gates, states = cell(mode).gates, REGISTRY[mode].states
     T, B, H = 3, 3, 3
-    gx = torch.randn(T, B, gates * H, generator=g, dtype=torch.float64, requires_grad=True)
-    w_hh = (torch.randn(gates * H, H, generator=g, dtype=torch.float64) * 0.5).requires_grad_()
-    b_hh = torch.randn(gates * H, generator=g, dtype=torch.float64, requires_grad=True)
-    initial = tuple(torch.randn(B, H, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(states))
-    masks = torch.rand(states, T, B, H, generator=g) < 0.5
+    gx, w_hh, b_hh, initial, g = recurrence_leaves(mode, T, B, H, seed=3)
+    masks = torch.rand(len(initial), T, B, H, generator=g) < 0.5
     lengths = torch.tensor([3, 1, 2])
     forms = [masks]
     if (mode, strategy) == ("LSTM", "triton-persistent"):
