@@ -90,6 +90,21 @@ def _(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow
 
 # The trailing arguments of fusedrnn::recurrence that a call may leave out, with their defaults.
 _OPTIONAL = (None, 0, "", 0.0, None, None, None)  # w_hr, flow_id, clip_mode, clip, recurrent_mask, zoneout, layer_norm
+# fusedrnn::recurrence_backward's, after w_hr_grad: record_flow, clip_mode, clip, recurrent_mask, zoneout, layer_norm
+_BACKWARD_OPTIONAL = (False, "", 0.0, None, None, None)
+
+
+def _given(values: tuple, defaults: tuple) -> tuple:
+    """Optional trailing arguments without the defaults they end with: a call leaves out what it does not use, so
+    the default path's calls (and graphs) hold none of them."""
+    n = len(values)
+    while n and (values[n - 1] is None if defaults[n - 1] is None else values[n - 1] == defaults[n - 1]):
+        n -= 1
+    return values[:n]
+
+
+def _detached(t: Tensor | None) -> Tensor | None:
+    return t.detach() if t is not None else None
 
 
 def _setup_context(ctx, inputs, output) -> None:
@@ -114,12 +129,7 @@ def _backward(ctx, dy, dh, dc, _):
     given = len(ctx.needs_input_grad)
     needs = (*ctx.needs_input_grad, False)[:12]
     flow_id, clip_mode, clip = ctx.flow
-    # The default path passes none of the optional arguments.
-    regularised = recurrent_mask is not None or zoneout is not None or layer_norm is not None
-    extra = (flow_id != 0, clip_mode, clip) if flow_id or clip_mode or regularised else ()
-    extra += (recurrent_mask,) if regularised else ()
-    extra += (zoneout,) if zoneout is not None or layer_norm is not None else ()
-    extra += (layer_norm,) if layer_norm is not None else ()
+    extra = _given((flow_id != 0, clip_mode, clip, recurrent_mask, zoneout, layer_norm), _BACKWARD_OPTIONAL)
     *grads, flow, d_layer_norm = _recurrence_backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths,
                                                       reverse, allow_tf32, needs[3], w_hr, needs[11], *extra)
     if flow_id:
@@ -237,11 +247,8 @@ def recurrence(
         if flow_id and torch.compiler.is_compiling():
             raise RuntimeError("fusedrnn.record_gradient_flow does not work under torch.compile: record in eager mode")
         clip_mode, clip = check_clip(recurrent_grad_clip) if recurrent_grad_clip is not None else ("", 0.0)
-        extra = (flow_id, clip_mode, clip, recurrent_mask.detach() if recurrent_mask is not None else None)
-        extra = extra[:3] if recurrent_mask is None and zoneout is None and layer_norm is None else extra
-        extra += (zoneout.detach() if zoneout is not None else None,) if zoneout is not None or layer_norm is not None \
-            else ()
-        extra += (layer_norm,) if layer_norm is not None else ()
+        extra = _given((flow_id, clip_mode, clip, _detached(recurrent_mask), _detached(zoneout), layer_norm),
+                       _OPTIONAL[1:])
     y, h_n, c_n, _ = _recurrence(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32,
                                  w_hr, *extra)
     if w_hr is not None:

@@ -102,13 +102,10 @@ def forward_step(
         1, GEMM_IN_KERNEL, HAS_BIAS, RECURRENT_MASK, COMPUTE,
         BLOCK_B, BLOCK_H, BLOCK_K, DOT_PRECISION, UPCAST,
     )
-    if LAYER_NORM:  # the product came without b_hh, which is added after the normalisation
-        if STORE_ACTS:
-            if ZONEOUT:
-                store_block(acts_ptr, seq_offsets(t, rows, cols, B, H, 2), 1, H, hg, live)
-            else:
-                store_block(acts_ptr, out_at, 0, H, hg, live)
-        hg, _, _, _ = ln.normalise_recurrent(hg, hg, hg, hg, ln_ptr, b_hh_ptr, cols, H, 1, COMPUTE)
+    if LAYER_NORM:  # the product came without b_hh, which is added after the normalisation; saved after h~
+        raw_at = seq_offsets(t, rows, cols, B, H, 2) + H if ZONEOUT else out_at
+        hg, _, _, _ = ln.save_and_normalise(hg, hg, hg, hg, acts_ptr, raw_at, ln_ptr, b_hh_ptr, cols, H, live, 1,
+                                            STORE_ACTS, COMPUTE)
     gx = load_block(gx_ptr, out_at, 0, H, live, COMPUTE)
     h, _, _, _, _, _, _ = pointwise_forward(gx, gx, gx, gx, hg, hg, hg, hg, hg, hg, VARIANT)
     if ZONEOUT:  # h' above is the candidate, saved for the backward (y holds the zoned state)

@@ -30,7 +30,6 @@ from fusedrnn.cells.common import (
     sigmoid,
     step_positions,
     store_block,
-    store_blocks,
     store_hidden_and_output,
     tanh,
     tile,
@@ -101,9 +100,8 @@ def forward_step(
     )
     a_at = seq_offsets(t, rows, cols, B, H, 4 + 3 * LAYER_NORM)
     if LAYER_NORM:  # the product came without b_hh, which is added after the normalisation
-        if STORE_ACTS:
-            store_blocks(acts_ptr, a_at + 4 * H, H, hg_r, hg_z, hg_n, hg_n, hg_n, live, 3)
-        hg_r, hg_z, hg_n, _ = ln.normalise_recurrent(hg_r, hg_z, hg_n, hg_n, ln_ptr, b_hh_ptr, cols, H, 3, COMPUTE)
+        hg_r, hg_z, hg_n, _ = ln.save_and_normalise(hg_r, hg_z, hg_n, hg_n, acts_ptr, a_at + 4 * H, ln_ptr, b_hh_ptr,
+                                                    cols, H, live, 3, STORE_ACTS, COMPUTE)
     state_at = row_offsets(rows, cols, H, 1)
     h_prev = tl.load(h_in_ptr + state_at, mask=mask).to(COMPUTE)
     h, _, r, z, n, _, _ = pointwise_forward(

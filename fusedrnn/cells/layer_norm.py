@@ -19,6 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
+from fusedrnn.cells.common import store_blocks
+
 EPS = 1e-5
 _KERNEL_EPS = tl.constexpr(EPS)  # the kernels read globals only as constexprs
 
@@ -100,6 +102,16 @@ def normalise_recurrent(r0, r1, r2, r3, ln_ptr, b_ptr, cols, H, GATES: tl.conste
 
 
 @triton.jit
+def save_and_normalise(r0, r1, r2, r3, acts_ptr, raw_at, ln_ptr, b_ptr, cols, H, live, GATES: tl.constexpr,
+                       STORE_ACTS: tl.constexpr, COMPUTE: tl.constexpr):
+    """A forward step's recurrent pre-activations under layer_norm: the raw product (computed without b_hh)
+    saved for the backward at raw_at (GATES blocks, when STORE_ACTS), then normalise_recurrent's."""
+    if STORE_ACTS:
+        store_blocks(acts_ptr, raw_at, H, r0, r1, r2, r3, r3, live, GATES)
+    return normalise_recurrent(r0, r1, r2, r3, ln_ptr, b_ptr, cols, H, GATES, COMPUTE)
+
+
+@triton.jit
 def normalise_cell_state(c, ln_ptr, cols, H, GATES: tl.constexpr, COMPUTE: tl.constexpr):
     """(gamma_c * LN(c) + beta_c, LN(c) without them, 1 / std) for an LSTM's whole-row tile of c; gamma_c and
     beta_c follow gamma_h at ln_ptr."""
@@ -172,17 +184,8 @@ def recurrent_backward(d0, d1, d2, d3, saved_ptr, saved_at, grad_ptr, grad_at, l
     v1 = normalised(v1, mean, rstd, col_ok)
     v2 = normalised(v2, mean, rstd, col_ok)
     v3 = normalised(v3, mean, rstd, col_ok)
-    _store(grad_ptr, grad_at, 0, H, d0, mask)
-    _store(grad_ptr, grad_at, GATES, H, d0 * v0, mask)
-    if GATES >= 2:
-        _store(grad_ptr, grad_at, 1, H, d1, mask)
-        _store(grad_ptr, grad_at, GATES + 1, H, d1 * v1, mask)
-    if GATES >= 3:
-        _store(grad_ptr, grad_at, 2, H, d2, mask)
-        _store(grad_ptr, grad_at, GATES + 2, H, d2 * v2, mask)
-    if GATES == 4:
-        _store(grad_ptr, grad_at, 3, H, d3, mask)
-        _store(grad_ptr, grad_at, GATES + 3, H, d3 * v3, mask)
+    store_blocks(grad_ptr, grad_at, H, d0, d1, d2, d3, d3, mask, GATES)
+    store_blocks(grad_ptr, grad_at + GATES * H, H, d0 * v0, d1 * v1, d2 * v2, d3 * v3, d3 * v3, mask, GATES)
     w0 = _load_vector(ln_ptr, 0, cols, H, COMPUTE)
     w1 = w0
     w2 = w0
@@ -195,7 +198,3 @@ def recurrent_backward(d0, d1, d2, d3, saved_ptr, saved_at, grad_ptr, grad_at, l
         w3 = _load_vector(ln_ptr, 3, cols, H, COMPUTE)
     return backward_through(d0, d1, d2, d3, v0, v1, v2, v3, w0, w1, w2, w3, rstd, col_ok, H, GATES)
 
-
-@triton.jit
-def _store(ptr, at, k, H, value, mask):
-    tl.store(ptr + at + k * H, value.to(ptr.dtype.element_ty), mask=mask)

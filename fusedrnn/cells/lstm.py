@@ -105,9 +105,8 @@ def forward_step(
     )
     a_at = seq_offsets(t, rows, cols, B, H, 5 + 4 * LAYER_NORM)
     if LAYER_NORM:  # the product came without b_hh, which is added after the normalisation
-        if STORE_ACTS:
-            store_blocks(acts_ptr, a_at + 5 * H, H, r_i, r_f, r_g, r_o, r_o, live, 4)
-        r_i, r_f, r_g, r_o = ln.normalise_recurrent(r_i, r_f, r_g, r_o, ln_ptr, b_hh_ptr, cols, H, 4, COMPUTE)
+        r_i, r_f, r_g, r_o = ln.save_and_normalise(r_i, r_f, r_g, r_o, acts_ptr, a_at + 5 * H, ln_ptr, b_hh_ptr, cols,
+                                                   H, live, 4, STORE_ACTS, COMPUTE)
     state_at = row_offsets(rows, cols, H, 1)
     c_prev = tl.load(c_ptr + state_at, mask=mask)
     h, c, i, f, g, o, _ = pointwise_forward(

@@ -106,9 +106,9 @@ class Regularizers:
             s += f", {name}={getattr(self, name)}" if getattr(self, name) else ""
         return s
 
-    def regularizing(self) -> bool:
-        """Whether a regulariser changes this forward (they act in training only)."""
-        return self.training and (self.weight_drop > 0 or self.recurrent_dropout > 0)
+    def dropping_weights(self) -> bool:
+        """Whether this forward runs on DropConnect'ed W_hh (weight_drop, in training)."""
+        return self.training and self.weight_drop > 0
 
     def needs_loop(self) -> bool:
         """Whether torch's backend must run this forward as a loop of torch ops (torch's RNN cannot)."""
@@ -134,11 +134,11 @@ class Regularizers:
 
     def recurrent_weight(self, w_hh: Tensor) -> Tensor:
         """The W_hh this forward runs with: DropConnect's mask on it in training, itself otherwise."""
-        return F.dropout(w_hh, self.weight_drop, training=True) if self.regularizing() else w_hh
+        return F.dropout(w_hh, self.weight_drop, training=True) if self.dropping_weights() else w_hh
 
     def torch_forward(self, forward, input, hx):
         """torch's own forward (`forward`, the torch class's) with the regularisers applied to its weights."""
-        if not self.regularizing():
+        if not self.dropping_weights():  # the only regulariser torch's forward can run
             return forward(input, hx)
         # torch's forward runs the tensors in _flat_weights (it rebuilds the list only when a parameter
         # attribute was replaced): the dropped ones stand in for this call, the parameters stay.

@@ -134,15 +134,12 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
                 weights = (w_ih, w_hh, b_ih, b_hh) if rnn.bias else (w_ih, w_hh)
                 y, final = torch_loop.direction(rnn.mode, layer_input, weights, initial, lengths, d == 1, mask,
                                                 zoneout, norms)
-            elif norms is not None:
-                gx, b_hh, op_norms = _layer_normed(layer_input, w_ih, b_ih, b_hh, norms, rnn.mode)
-                flow_id = recorder.open(name, layer, d, all_lengths, row_order) if recorder is not None else 0
-                y, *final = recurrence(rnn.mode, gx, w_hh, b_hh, initial, lengths, d == 1, strategy,
-                                       allow_tf32=torch.backends.cudnn.allow_tf32, recurrent_grad_clip=clip,
-                                       flow_id=flow_id, recurrent_mask=mask, zoneout=zoneout, layer_norm=op_norms)
             else:
-                gx = input_projection(layer_input, w_ih, b_ih, rnn.mode, "sequence")
                 w_hr = getattr(rnn, f"weight_hr_{suffix}") if getattr(rnn, "proj_size", 0) else None
+                if norms is not None:
+                    gx, b_hh, norms = _layer_normed(layer_input, w_ih, b_ih, b_hh, norms, rnn.mode)
+                else:
+                    gx = input_projection(layer_input, w_ih, b_ih, rnn.mode, "sequence")
                 if w_hr is not None and x.device.type == "cpu":
                     # On the CPU nn.LSTM with projections runs torch's default implementation, not oneDNN's
                     # layer: under autocast its GEMMs (hence h and the output) are in autocast's dtype, c in
@@ -153,7 +150,7 @@ def run_layers(rnn: nn.RNNBase, x: torch.Tensor, states, lengths: torch.Tensor |
                 y, *final = recurrence(rnn.mode, gx, w_hh, b_hh, initial, lengths, d == 1, strategy,
                                        allow_tf32=torch.backends.cudnn.allow_tf32, w_hr=w_hr,
                                        recurrent_grad_clip=clip, flow_id=flow_id, recurrent_mask=mask,
-                                       zoneout=zoneout)
+                                       zoneout=zoneout, layer_norm=norms)
             outputs.append(y)
             for acc, s in zip(finals, final):
                 acc.append(s)

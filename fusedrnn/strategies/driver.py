@@ -98,9 +98,9 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
     H = gx.shape[2] // cell.gates
     dtype, device = gx.dtype, gx.device
     compute, tl_compute = compute_dtype(dtype)
-    rmask = _recurrent_mask(recurrent_mask, compute, projected)
+    rmask = _kernel_input("recurrent dropout", recurrent_mask, compute, projected)
     zoneout, zoneout_mode = _zoneout(zoneout, compute, projected)
-    ln = _layer_norm(layer_norm, compute, projected)
+    ln = _kernel_input("layer_norm", layer_norm, compute, projected)
     if ln is not None and b_hh is None:
         raise ValueError("fusedrnn: the recurrence with layer_norm takes b_hh (b_hh + the normalisation's beta)")
     # The state buffers: two that alternate when other programs read h (the GEMM in the kernel), else one.
@@ -128,9 +128,8 @@ def forward(mode: str, strategy_name: str, gx: torch.Tensor, w_hh: torch.Tensor,
         STORE_ACTS=store_acts, GEMM_IN_KERNEL=strategy.gemm_in_kernel, HAS_BIAS=b_hh is not None and ln is None,
         RECURRENT_MASK=rmask is not None, ZONEOUT=zoneout_mode, COMPUTE=tl_compute, **gemm_flags(dtype, allow_tf32),
         GATES=cell.gates, W_ON_CHIP=0,  # the persistent strategy may set W_ON_CHIP (persistent.py)
+        LAYER_NORM=int(ln is not None),  # then the bias comes after the normalisation, in the kernel
     )
-    if ln is not None:  # the bias comes after the normalisation, in the kernel
-        flags["LAYER_NORM"] = 1
     if rmask is not None and not strategy.gemm_in_kernel:  # the stepwise GEMM reads h * m from here
         h_masked, rmask_stored = new_empty(gx, B, H), rmask.to(dtype)
 
@@ -180,9 +179,9 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
     T, B, H = y.shape
     GH = cell.gates * H
     compute, tl_compute = compute_dtype(y.dtype)
-    rmask = _recurrent_mask(recurrent_mask, compute, projected)
+    rmask = _kernel_input("recurrent dropout", recurrent_mask, compute, projected)
     zoneout, zoneout_mode = _zoneout(zoneout, compute, projected)
-    ln = _layer_norm(layer_norm, compute, projected)
+    ln = _kernel_input("layer_norm", layer_norm, compute, projected)
     has_init = h0 is not None or c0 is not None
     h0, c0 = (s if s is not None else y.new_zeros(B, n) for s, n in ((h0, w_hh.shape[1]), (c0, H)))  # read if has_init
     dh = dh.to(compute, copy=True)
@@ -241,10 +240,8 @@ def backward(mode: str, strategy_name: str, dy: torch.Tensor, dh: torch.Tensor, 
         HAS_LENGTHS=lengths is not None, REVERSE=reverse, WRITE_STEP=write_step,
         GEMM_IN_KERNEL=strategy.gemm_in_kernel, RECURRENT_MASK=rmask is not None, ZONEOUT=zoneout_mode,
         COMPUTE=tl_compute, RECORD_FLOW=record_flow, CLIP=CLIP_MODES[clip_mode], **gemm_flags(y.dtype, allow_tf32),
-        W_ON_CHIP=0,  # the persistent strategy may set it (persistent.py)
+        W_ON_CHIP=0, LAYER_NORM=int(ln is not None),  # the persistent strategy may set W_ON_CHIP (persistent.py)
     )
-    if ln is not None:
-        flags["LAYER_NORM"] = 1
 
     def host_gemm_and_clip(k: int) -> None:
         """Norm clipping: after step k's GEMM every part of the next step's dL/dh is known."""
@@ -320,13 +317,20 @@ def _norm_clip_factors(k: int, T: int, dh_rec: torch.Tensor, dh: torch.Tensor, d
     return torch.where(active & (norm > clip), clip / norm, torch.ones_like(norm))
 
 
-def _recurrent_mask(mask: torch.Tensor | None, compute: torch.dtype, projected: bool) -> torch.Tensor | None:
-    """The recurrent-dropout mask as the kernels read it: contiguous, in the compute dtype."""
-    if mask is None:
-        return None
+def _unprojected(name: str, projected: bool) -> None:
+    """The per-step options run on the fused step kernels, which a projection replaces by the stepwise pattern."""
     if projected:
-        raise ValueError("fusedrnn: recurrent dropout with an LSTM projection (proj_size > 0) is not implemented")
-    return mask.to(compute).contiguous()
+        raise ValueError(f"fusedrnn: {name} with an LSTM projection (proj_size > 0) is not implemented")
+
+
+def _kernel_input(name: str, tensor: torch.Tensor | None, compute: torch.dtype,
+                  projected: bool) -> torch.Tensor | None:
+    """An optional per-step input (recurrent dropout's mask, layer_norm's parameters) as the kernels read it:
+    contiguous, in the compute dtype."""
+    if tensor is None:
+        return None
+    _unprojected(name, projected)
+    return tensor.to(compute).contiguous()
 
 
 def _zoneout(zoneout: torch.Tensor | None, compute: torch.dtype,
@@ -336,8 +340,7 @@ def _zoneout(zoneout: torch.Tensor | None, compute: torch.dtype,
     the compute dtype (2: a tensor, since a float argument would be rounded to float32)."""
     if zoneout is None:
         return None, 0
-    if projected:
-        raise ValueError("fusedrnn: zoneout with an LSTM projection (proj_size > 0) is not implemented")
+    _unprojected("zoneout", projected)
     if zoneout.dim() == 1:
         return zoneout.to(compute).contiguous(), 2
     return zoneout.contiguous().view(torch.uint8), 1
@@ -346,15 +349,6 @@ def _zoneout(zoneout: torch.Tensor | None, compute: torch.dtype,
 def saved_blocks(cell, zoneout: bool, layer_norm: bool) -> int:
     """Blocks of H the forward saves per row and step: the cell's, and layer norm's raw recurrent product."""
     return cell.saved(zoneout) + (cell.gates if layer_norm else 0)
-
-
-def _layer_norm(layer_norm: torch.Tensor | None, compute: torch.dtype, projected: bool) -> torch.Tensor | None:
-    """The recurrent normalisation's parameters as the kernels read them: contiguous, in the compute dtype."""
-    if layer_norm is None:
-        return None
-    if projected:
-        raise ValueError("fusedrnn: layer_norm with an LSTM projection (proj_size > 0) is not implemented")
-    return layer_norm.to(compute).contiguous()
 
 
 def contiguous(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
