@@ -269,3 +269,14 @@ def test_refusals():
     model = fusedrnn.GRU(I, H, backend="torch")
     with pytest.raises(ValueError, match="backend='torch'"), fusedrnn.record_gradient_flow(model):
         model(x)
+
+
+def test_recording_is_refused_under_torch_compile():
+    """Dynamo cannot deliver the norms from a compiled backward: recording there raises instead of recording
+    nothing."""
+    module = layer("GRU", "triton", bidirectional=False, dtype=torch.float32)
+    compiled = torch.compile(module, backend="eager", fullgraph=True)
+    x = torch.randn(T, B, I)
+    with torch._dynamo.config.patch(allow_rnn=True), fusedrnn.record_gradient_flow(module):
+        with pytest.raises(Exception, match="record_gradient_flow does not work under torch.compile"):
+            compiled(x)
