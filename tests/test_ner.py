@@ -106,10 +106,12 @@ def test_fast_dev_run_with_the_regularisers(data, tmp_path, backend, monkeypatch
     built = []
     real_init = NERNet.__init__
     monkeypatch.setattr(NERNet, "__init__", lambda self, *a, **k: built.append(self) or real_init(self, *a, **k))
-    extra = ["--trainer.fast_dev_run", "1", "--model.weight_drop", "0.3", "--model.recurrent_dropout", "0.2"]
+    extra = ["--trainer.fast_dev_run", "1", "--model.weight_drop", "0.3", "--model.recurrent_dropout", "0.2",
+             "--model.zoneout", "0.1", "--model.layer_norm", "true"]
     assert main(fit_args(data, tmp_path, backend, extra)) == 0
     word_rnn = built[-1].word_rnn
-    assert (word_rnn.weight_drop, word_rnn.recurrent_dropout) == (0.3, 0.2)
+    assert (word_rnn.weight_drop, word_rnn.recurrent_dropout, word_rnn.zoneout) == (0.3, 0.2, 0.1)
+    assert word_rnn.layer_norm and "ln_c_weight_l0" in word_rnn.state_dict()
 
 
 def test_fast_dev_run_with_every_input_feature(data, tmp_path):

@@ -5,6 +5,7 @@ dropout as its recurrent_masks, zoneout as its zoneout masks (at evaluation, its
 from the seed in the documented order."""
 
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -290,3 +291,27 @@ def test_zoneout_option_and_its_errors():
     for bad in (torch.zeros(1, 3, 2, 2), torch.zeros(1, 3, 2, 3, dtype=torch.bool), torch.tensor([0.1, 0.2])):
         with pytest.raises(ValueError, match="zoneout"):
             recurrence("GRU", gx, w_hh, None, (None,), zoneout=bad)
+
+
+def test_auto_says_when_a_gpu_layer_runs_the_torch_loop(monkeypatch):
+    """auto on an accelerator whose table picks torch's implementation runs recurrent_dropout, zoneout and
+    layer_norm as the loop of torch ops, and warns that it is slow; no warning on the CPU (auto's documented
+    choice there), for an explicit backend="torch", or for a forward torch's RNN runs itself."""
+    calls = []
+    monkeypatch.setattr("fusedrnn.nn.rnn.fused_rnn_forward", lambda rnn, x, hx, strategy: calls.append(strategy))
+    meta = torch.empty(5, 3, 4, device="meta")  # stands for a GPU tensor: not the CPU, and auto picks torch there
+    for options in ({"recurrent_dropout": P}, {"zoneout": 0.1}, {"layer_norm": True}):
+        layer = fusedrnn.GRU(4, HIDDEN, backend="auto", **options)
+        with pytest.warns(UserWarning, match="runs here as a loop of torch ops"):
+            layer(meta)
+        assert calls.pop() == "torch"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            fusedrnn.GRU(4, HIDDEN, backend="torch", **options)(meta)
+            assert calls.pop() == "torch"
+            layer(torch.randn(5, 3, 4))
+            assert calls.pop() == "torch"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fusedrnn.GRU(4, HIDDEN, backend="auto", recurrent_dropout=P).eval()(torch.randn(5, 3, 4))
+    assert calls == []  # at evaluation recurrent dropout is off: torch's own GRU ran

@@ -9,6 +9,8 @@ below, each direction of each layer one `fusedrnn::recurrence` op (fusedrnn/ops.
 flag to the user: it also changes how Dynamo treats torch's own RNN modules.
 """
 
+import warnings
+
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
@@ -18,6 +20,17 @@ from fusedrnn.nn.backend_option import BackendOption
 from fusedrnn.nn.layer_norm import LayerNormOption
 from fusedrnn.nn.regularizers import Regularizers
 from fusedrnn.nn.stack import fused_rnn_forward
+
+
+# auto's table (fusedrnn/strategies/dispatch.py) picks torch's implementation at this GPU point, and torch's RNNs
+# cannot run these options; the fused kernels run them, but no GPU run has checked them there yet, so auto keeps
+# to the correct and slow loop and says so (once per call site, warnings' default).
+TORCH_LOOP_UNDER_AUTO = (
+    "fusedrnn: recurrent_dropout, zoneout or layer_norm under backend='auto' runs here as a loop of torch ops over "
+    "time, many times slower than a fused layer: auto's table picks torch's implementation for this GPU and shape, "
+    "and no GPU run has yet checked these options in the fused kernels. backend='triton-fusedstep' (or "
+    "'triton-persistent', 'triton') runs them fused (tested under Triton's interpreter)."
+)
 
 
 class FusedRNNMixin(LayerNormOption, Regularizers, BackendOption):
@@ -60,6 +73,8 @@ class FusedRNNMixin(LayerNormOption, Regularizers, BackendOption):
         else:
             implementation = resolve(self.backend, data, self.mode, "sequence", batch, self.hidden_size)
         if implementation != "torch" or self.needs_loop():
+            if implementation == "torch" and data.device.type != "cpu" and (self.backend or default_backend()) == "auto":
+                warnings.warn(TORCH_LOOP_UNDER_AUTO, stacklevel=2)
             return fused_rnn_forward(self, input, hx, implementation)
         return self.torch_forward(super().forward, input, hx)
 

@@ -38,8 +38,9 @@ class NERTagger(NetWrapper):
     word_dropout: probability of replacing a training word by the unknown token (teaches its embedding).
     document_context: also give the emission layer each word's mean BiLSTM output over its other
         occurrences in the document (zeros where there are none); see net.py.
-    weight_drop, recurrent_dropout: the word-level BiLSTM's regularisers (fusedrnn.LSTM's options: DropConnect
-        on W_hh, variational dropout on the recurrent state), off by default.
+    weight_drop, recurrent_dropout, zoneout, layer_norm: the word-level BiLSTM's regularisers (fusedrnn.LSTM's
+        options: DropConnect on W_hh, variational dropout on the recurrent state, zoneout of h and c, LayerNorm
+        of the gate pre-activations and c), off by default.
     lr, weight_decay: AdamW settings; lr_schedule: "plateau" (halve lr when val/f1 stops rising), "cosine"
         (warm-up over warmup_steps, then cosine decay to 0 at the last step) or "none" (see optim.py).
     """
@@ -70,6 +71,8 @@ class NERTagger(NetWrapper):
         warmup_steps: int = 0,
         weight_drop: float = 0.0,
         recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,
+        layer_norm: bool = False,
     ):
         super().__init__()
         check_lr_schedule(lr_schedule)
@@ -81,7 +84,7 @@ class NERTagger(NetWrapper):
         self.net = NERNet(
             len(words.split("\n")), len(chars.split("\n")), len(tags), feature_sizes, word_dim, char_dim,
             char_hidden, case_dim, feature_dim, hidden_size, num_layers, dropout, document_context, cell, backend,
-            weight_drop, recurrent_dropout,
+            weight_drop, recurrent_dropout, zoneout, layer_norm,
         )
         self.crf = LinearChainCRF.for_tags(tags, scheme) if decoder == "crf" else None
         entity_types = sorted({split_tag(t)[1] for t in tags if t != "O"})

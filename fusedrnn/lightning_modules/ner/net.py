@@ -34,7 +34,7 @@ class NERNet(nn.Module):
         self, num_words: int, num_chars: int, num_tags: int, feature_sizes: Sequence[int], word_dim: int,
         char_dim: int, char_hidden: int, case_dim: int, feature_dim: int, hidden_size: int, num_layers: int,
         dropout: float, document_context: bool, cell: str, backend: str | None, weight_drop: float = 0.0,
-        recurrent_dropout: float = 0.0,
+        recurrent_dropout: float = 0.0, zoneout: float = 0.0, layer_norm: bool = False,
     ):
         super().__init__()
         if cell not in ("lstm", "gru"):
@@ -54,7 +54,7 @@ class NERNet(nn.Module):
         self.word_rnn = rnn(
             word_features, hidden_size, num_layers, batch_first=True, bidirectional=True,
             dropout=dropout if num_layers > 1 else 0.0, backend=backend, weight_drop=weight_drop,
-            recurrent_dropout=recurrent_dropout,
+            recurrent_dropout=recurrent_dropout, zoneout=zoneout, layer_norm=layer_norm,
         )
         self.drop = nn.Dropout(dropout)
         self.emit = nn.Linear((4 if document_context else 2) * hidden_size, num_tags)
