@@ -380,5 +380,24 @@ def cell_step(
     # Activations for a backward only when one will run (under no_grad inputs may still require grad).
     store_acts = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, h, c, w_ih, w_hh, b_ih, b_hh))
-    h_new, c_new, _ = _cell_step(mode, x, h, c, w_ih, w_hh, b_ih, b_hh, store_acts, allow_tf32)
+    if not store_acts and _plain_eager(x, h, c, w_ih, w_hh, b_ih, b_hh):
+        # No backward will run and nothing traces this call: the op's round trip through the dispatcher (about
+        # half a step's host time, benchmarks/NOTES.md) buys nothing here, so its implementation runs directly.
+        from fusedrnn.strategies import single_step
+
+        h_new, c_new, _ = single_step.forward(mode, x, h, c, w_ih, w_hh, b_ih, b_hh, False, allow_tf32)
+    else:
+        h_new, c_new, _ = _cell_step(mode, x, h, c, w_ih, w_hh, b_ih, b_hh, store_acts, allow_tf32)
     return (h_new, c_new) if REGISTRY[mode].states == 2 else (h_new,)
+
+
+def _plain_eager(x: Tensor, *others: Tensor | None) -> bool:
+    """Whether a call runs eagerly on real data: no compiler, tracer, tensor subclass (fake, functional,
+    distributed), dispatch mode or torch.func transform is looking at it, so the op's own dispatch has
+    nothing to do."""
+    return (x.device.type in ("cuda", "cpu") and all(type(t) in _PLAIN for t in (x, *others) if t is not None)
+            and not torch.compiler.is_compiling() and not torch._C._are_functorch_transforms_active()
+            and torch._C._len_torch_dispatch_stack() == 0)
+
+
+_PLAIN = (Tensor, torch.nn.Parameter)

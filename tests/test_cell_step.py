@@ -150,6 +150,34 @@ def test_a_step_is_one_launch_each_way_and_not_the_recurrence(mode, backend, mon
     assert store_acts is False
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("case", ["full", "no-hx", "unbatched"])
+def test_inference_skips_the_op_and_gives_the_same_step(mode, case, monkeypatch):
+    """Where no backward can run (no_grad, or no input requiring grad) and nothing traces the call, the step
+    runs its implementation without the custom op (host time), with the same numbers as through the op."""
+    batch, bias, with_hx, batched = CASES[case]
+    module = fused_cell(mode, torch.float32, bias)
+    x, _, hx = draw_inputs(mode, torch.float32, batch, with_hx, batched, torch.Generator().manual_seed(5))
+    with torch.no_grad(), OpRecorder():  # a dispatch mode is looking: the op runs
+        through_op = as_list(module(x, hx))
+
+    def refuse(*args):
+        raise AssertionError("the custom op ran")
+
+    monkeypatch.setattr("fusedrnn.ops._cell_step", refuse)
+    with torch.no_grad():
+        direct = as_list(module(x, hx))
+    frozen = [t.detach() for t in (x, *(as_list(hx) if hx is not None else []))]
+    plain = random_like_module(fused_cell(mode, torch.float32, bias)).requires_grad_(False)
+    plain.load_state_dict(module.state_dict())
+    no_grad_inputs = as_list(plain(frozen[0], (tuple(frozen[1:]) if len(frozen) > 2 else frozen[1])
+                                   if hx is not None else None))
+    assert all(torch.equal(a, b) for a, b in zip(direct, through_op))
+    assert all(torch.equal(a, b) for a, b in zip(no_grad_inputs, through_op))
+    with pytest.raises(AssertionError, match="the custom op ran"):
+        module(x, hx)  # a backward may run: the op, with its autograd
+
+
 def test_every_triton_backend_gives_the_same_step():
     x, _, hx = draw_inputs("LSTM", torch.float32, 3, True, True, torch.Generator().manual_seed(4))
     results = [as_list(fused_cell("LSTM", torch.float32, backend=backend)(x, hx)) for backend in TRITON_BACKENDS]

@@ -20,6 +20,7 @@ Per-cell arithmetic signatures (every cell the same, unused arguments and result
 """
 
 import contextlib
+import functools
 
 import torch
 import triton
@@ -27,6 +28,7 @@ import triton.language as tl
 
 from fusedrnn.cells import cell as cell_for
 from fusedrnn.cells.common import gate_matmul, load_blocks, row_offsets, store_blocks, tile
+from fusedrnn._backend import interpreter_enabled
 from fusedrnn.strategies import driver, tiles
 from fusedrnn.strategies.driver import new_empty
 
@@ -101,6 +103,20 @@ def _grid(B: int, H: int, t: tiles.Tiles) -> tuple[int, int]:
     return triton.cdiv(B, t.block_b), triton.cdiv(H, t.block_h)
 
 
+# A cell step is bound by host time (benchmarks/NOTES.md): what a launch needs besides its tensors depends only
+# on these arguments, so it is worked out once per combination (tiles, grid, compile-time arguments).
+@functools.lru_cache(maxsize=1024)
+def _forward_launch(mode: str, B: int, H: int, dtype: torch.dtype, has_state: bool, has_bias: bool,
+                    store_acts: bool, allow_tf32: bool, interpreted: bool) -> tuple[tuple[int, int], dict]:
+    cell = cell_for(mode)
+    t = tiles.choose(tiles.SINGLE_STEP, B, H, dtype)
+    return _grid(B, H, t), dict(
+        POINTWISE=cell.pointwise_forward, VARIANT=cell.variant, GATES=cell.gates, SAVED_BLOCKS=cell.saved_blocks,
+        HAS_CELL_STATE=cell.has_cell_state, HAS_STATE=has_state, HAS_BIAS=has_bias, STORE_ACTS=store_acts,
+        COMPUTE=driver.compute_dtype(dtype)[1], **driver.gemm_flags(dtype, allow_tf32), **t.meta(),
+    )
+
+
 def forward(mode: str, x: torch.Tensor, h: torch.Tensor | None, c: torch.Tensor | None, w_ih: torch.Tensor,
             w_hh: torch.Tensor, b_ih: torch.Tensor | None, b_hh: torch.Tensor | None, store_acts: bool,
             allow_tf32: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -114,16 +130,13 @@ def forward(mode: str, x: torch.Tensor, h: torch.Tensor | None, c: torch.Tensor 
     c_new = new_empty(x, B, H) if cell.has_cell_state else x.new_empty(0)
     acts = new_empty(x, B, cell.saved_blocks * H) if store_acts and cell.saved_blocks else x.new_empty(0)
     if B and H:
-        t = tiles.choose(tiles.SINGLE_STEP, B, H, x.dtype)
+        grid, constexprs = _forward_launch(mode, B, H, x.dtype, h is not None, b_ih is not None, store_acts,
+                                           allow_tf32, interpreter_enabled())
         absent = x  # stands in for a tensor that is not given; never read
-        forward_kernel[_grid(B, H, t)](
+        forward_kernel[grid](
             x, absent if h is None else h, absent if c is None else c, w_ih, w_hh,
             absent if b_ih is None else b_ih, absent if b_hh is None else b_hh, h_new,
-            c_new if cell.has_cell_state else absent, acts if acts.numel() else absent, B, I, H,
-            POINTWISE=cell.pointwise_forward, VARIANT=cell.variant, GATES=cell.gates,
-            SAVED_BLOCKS=cell.saved_blocks, HAS_CELL_STATE=cell.has_cell_state, HAS_STATE=h is not None,
-            HAS_BIAS=b_ih is not None, STORE_ACTS=store_acts, COMPUTE=driver.compute_dtype(x.dtype)[1],
-            **driver.gemm_flags(x.dtype, allow_tf32), **t.meta(),
+            c_new if cell.has_cell_state else absent, acts if acts.numel() else absent, B, I, H, **constexprs,
         )
     return h_new, c_new, acts
 
