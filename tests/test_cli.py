@@ -47,7 +47,7 @@ def test_version_and_unknown_commands(capsys):
     assert "--version" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("model, own", [("charlm", ["sample"]), ("ner", []), ("seq2seq", ["translate"])])
+@pytest.mark.parametrize("model, own", [("charlm", ["sample"]), ("ner", ["tag"]), ("seq2seq", ["translate"])])
 @pytest.mark.parametrize("word", ["frobnicate", "predict"])
 def test_unknown_subcommand_lists_the_real_ones(capsys, model, own, word):
     assert cli.main([model, word]) == 2

@@ -1,13 +1,14 @@
 """NER: the CoNLL reader and its errors, the tagger trained through the CLI with both backends, and a
 checkpoint round trip. Data is generated here; the real CoNLL-2003 run happens only when present."""
 
+import io
 import random
 from pathlib import Path
 
 import pytest
 import torch
 
-from fusedrnn.lightning_modules.ner import NERTagger, other_occurrences_mean
+from fusedrnn.lightning_modules.ner import NERTagger, other_occurrences_mean, tagging
 from fusedrnn.lightning_modules.ner.cli import main
 from fusedrnn.lightning_modules.ner.data import CASINGS, ConllDataModule, DocumentBatches, casing, collate, read_conll
 from fusedrnn.lightning_modules.ner.net import NERNet
@@ -407,3 +408,73 @@ def test_social_media_file_with_the_committed_config(social, tmp_path):
     assert main(fit) == 0
     with pytest.warns(UserWarning, match="tag type 'creative-work' does not occur in the training data"):
         assert main(["test", *common, "--ckpt_path", str(tmp_path / "final.ckpt")]) == 0
+
+
+def tag_command(ckpt, text, monkeypatch, capsys, *options):
+    """`fusedrnn ner tag` on `text` as stdin: (exit status, stdout, stderr)."""
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode("utf-8"))))
+    code = main(["tag", "--ckpt_path", str(ckpt), "--device", "cpu", *options])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def trained_checkpoint(data, tmp_path, extra=()):
+    assert main(fit_args(data, tmp_path, "torch", ["--trainer.max_epochs", "2", "--trainer.enable_checkpointing",
+                                                   "true", "--data.batch_size", "8", *extra])) == 0
+    return next(Path(tmp_path).rglob("*.ckpt"))
+
+
+def test_tag_command_tags_as_the_trained_data_module_encodes(data, tmp_path, monkeypatch, capsys):
+    """CoNLL input through `ner tag` gets the tags the model gives the data module's own batches of the same
+    file (features read from their columns, digits normalised, document context pooled per document);
+    the output keeps the input's columns and adds the tag."""
+    extra = ["--data.feature_columns", "[1, 2]", "--model.feature_dim", "3", "--model.case_dim", "2",
+             "--data.normalize_digits", "true", "--data.batch_by_document", "true", "--model.document_context", "true"]
+    ckpt = trained_checkpoint(data, tmp_path, extra)
+    text = Path(data["test"]).read_text()
+    code, out, _ = tag_command(ckpt, text, monkeypatch, capsys, "--format", "conll", "--batch_size", "8")
+    assert code == 0
+    blocks = [block.split("\n") for block in out.strip("\n").split("\n\n")]
+    assert blocks[0] == ["-DOCSTART- -X- -X- O"]
+    token_lines = [line for block in blocks[1:] for line in block]
+    assert [line.split()[:4] for line in token_lines] == [line.split() for line in text.splitlines()[2:] if line]
+
+    model = NERTagger.load_from_checkpoint(ckpt).eval()
+    dm = ConllDataModule(data["train"], data["dev"], data["test"], feature_columns=[1, 2], normalize_digits=True,
+                         batch_by_document=True, batch_size=8)
+    dm.setup("test")
+    expected = [tag for batch in dm.test_dataloader() for row in model.tag(batch) for tag in row]
+    assert [line.split()[4] for line in token_lines] == expected
+    # The encoding itself: word, character, casing, feature and form ids as training's (not the tags).
+    tagger = NERTagger.from_checkpoint(ckpt)
+    encoded = tagging.data_for(tagger, tagger.saved_data_options).encode(tagging.read_untagged(text, True).sentences)
+    assert [item[:4] + item[5:6] for item in encoded] == [item[:4] + item[5:6] for item in dm.data["test"]]
+    assert len(set(expected)) > 1  # a model that tags everything O would match anything
+
+    code, _, err = tag_command(ckpt, "Alice met Bob\n", monkeypatch, capsys)
+    assert code == 2 and "reads feature columns [1, 2]" in err and "--format conll" in err
+    code, _, err = tag_command(ckpt, "Alice\n", monkeypatch, capsys, "--format", "conll")
+    assert code == 2 and "column 1" in err
+
+
+def test_tag_command_reads_plain_text_as_conll(data, tmp_path, monkeypatch, capsys):
+    """A sentence per line (blank lines between documents) tags as the same tokens in CoNLL layout; a
+    checkpoint without its data options, or not a tagger's, is refused in one line."""
+    ckpt = trained_checkpoint(data, tmp_path, ["--model.document_context", "true"])
+    text = "Alice met Bob in Paris .\nEve went to Lima\n\nBob Smith met Alice in Oslo\n"
+    code, out, _ = tag_command(ckpt, text, monkeypatch, capsys)
+    assert code == 0
+    lines = out.split("\n")
+    assert [line.split()[0] for line in lines if line] == text.split()
+    conll = "\n".join("\n".join(sentence.split()) + "\n" for sentence in text.split("\n") if sentence)
+    conll = conll.replace("Lima\n\n", "Lima\n\n-DOCSTART-\n\n")  # the blank line: a new document
+    code, as_conll, _ = tag_command(ckpt, conll, monkeypatch, capsys, "--format", "conll")
+    assert code == 0 and as_conll.replace("-DOCSTART-\n\n", "") == out
+
+    checkpoint = torch.load(ckpt, weights_only=True)
+    del checkpoint["datamodule_hyper_parameters"]
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+    code, _, err = tag_command(tmp_path / "old.ckpt", text, monkeypatch, capsys)
+    assert code == 2 and "does not record its data options" in err
+    code, _, err = tag_command(tmp_path / "missing.ckpt", text, monkeypatch, capsys)
+    assert code == 2 and "does not exist" in err

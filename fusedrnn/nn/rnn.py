@@ -21,7 +21,6 @@ from fusedrnn.nn.layer_norm import LayerNormOption
 from fusedrnn.nn.regularizers import Regularizers
 from fusedrnn.nn.stack import fused_rnn_forward
 
-
 # auto's table (fusedrnn/strategies/dispatch.py) picks torch's implementation at this GPU point, and torch's RNNs
 # cannot run these options; the fused kernels run them, but no GPU run has checked them there yet, so auto keeps
 # to the correct and slow loop and says so (once per call site, warnings' default).
@@ -73,7 +72,8 @@ class FusedRNNMixin(LayerNormOption, Regularizers, BackendOption):
         else:
             implementation = resolve(self.backend, data, self.mode, "sequence", batch, self.hidden_size)
         if implementation != "torch" or self.needs_loop():
-            if implementation == "torch" and data.device.type != "cpu" and (self.backend or default_backend()) == "auto":
+            auto = (self.backend or default_backend()) == "auto"
+            if implementation == "torch" and data.device.type != "cpu" and auto:
                 warnings.warn(TORCH_LOOP_UNDER_AUTO, stacklevel=2)
             return fused_rnn_forward(self, input, hx, implementation)
         return self.torch_forward(super().forward, input, hx)

@@ -26,9 +26,9 @@ import torch
 import triton
 import triton.language as tl
 
+from fusedrnn._backend import interpreter_enabled
 from fusedrnn.cells import cell as cell_for
 from fusedrnn.cells.common import gate_matmul, load_blocks, row_offsets, store_blocks, tile
-from fusedrnn._backend import interpreter_enabled
 from fusedrnn.strategies import driver, tiles
 from fusedrnn.strategies.driver import new_empty
 

@@ -17,7 +17,8 @@ def load_model(
     """`cls` built from the hyperparameters saved in `path` and loaded with its weights.
 
     `required` names a hyperparameter every checkpoint of `cls` has (its vocabulary, say); `what` names
-    the model in messages. `backend` overrides the saved backend (e.g. "torch" on a CPU). A missing file
+    the model in messages. The data module's saved hyperparameters, if any, come as `saved_data_options`.
+    `backend` overrides the saved backend (e.g. "torch" on a CPU). A missing file
     raises FileNotFoundError; anything but a checkpoint of `cls` raises ValueError.
     """
     if not os.path.isfile(path):
@@ -39,4 +40,6 @@ def load_model(
         model.load_state_dict(checkpoint["state_dict"])
     except (TypeError, RuntimeError, KeyError, ValueError) as err:
         raise ValueError(f"{str(path)!r} does not hold a {what} that this version can load: {err}") from err
+    # What the data module saved (its encoding options), for commands that read new data as training did.
+    model.saved_data_options = dict(checkpoint.get("datamodule_hyper_parameters") or {})
     return model.to(map_location)

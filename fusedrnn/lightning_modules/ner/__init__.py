@@ -1,6 +1,7 @@
 """The named-entity tagger: `NERNet` (the network), `NERTagger` (its LightningModule, with the CRF of
 crf.py and the span F1 of span_f1.py), the CoNLL data (`ConllDataModule`, `NERVocab`), the tagging
-schemes (tag_schemes.py) and the `fusedrnn ner` command (`cli`).
+schemes (tag_schemes.py), tagging new text with a checkpoint (tagging.py) and the `fusedrnn ner` command
+(`cli`).
 
 This package took the place of the module `ner.py`; its names stay importable from here.
 """

@@ -216,6 +216,8 @@ class ConllDataModule(pl.LightningDataModule):
         batch_by_document: bool = False,
     ):
         super().__init__()
+        # Saved in checkpoints: how words are encoded, which `fusedrnn ner tag` repeats on new text.
+        self.save_hyperparameters("feature_columns", "lowercase", "normalize_digits", "max_word_len")
         check_scheme(scheme)
         if model_scheme is not None and model_scheme not in MODEL_SCHEMES:
             raise ValueError(f"model_scheme must be one of {', '.join(MODEL_SCHEMES)}, got {model_scheme!r}")

@@ -4,11 +4,14 @@
 tagging scheme, or by a per-token softmax. The tagger trains them together and scores spans.
 """
 
+import os
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from fusedrnn.lightning_modules.common.checkpoints import load_model
 from fusedrnn.lightning_modules.common.optim import adamw_with_schedule, check_lr_schedule
 from fusedrnn.lightning_modules.common.vocab import UNK
 from fusedrnn.lightning_modules.common.wrapper import NetWrapper
@@ -110,6 +113,13 @@ class NERTagger(NetWrapper):
             return self.crf.decode(emissions, mask)
         best = emissions.argmax(-1)
         return [row[:n].tolist() for row, n in zip(best, mask.sum(1).tolist())]
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, backend: str | None = None, map_location="cpu") -> "NERTagger":
+        """An NERTagger from a Lightning checkpoint alone (the vocabularies are among its hyperparameters; the data
+        module's encoding options come as `saved_data_options`). `backend` overrides the saved one. A missing
+        file raises FileNotFoundError; anything but an NERTagger checkpoint raises ValueError."""
+        return load_model(cls, path, "tags", "NERTagger", backend, map_location)
 
     @torch.no_grad()
     def tag(self, batch) -> list[list[str]]:
