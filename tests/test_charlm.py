@@ -279,6 +279,11 @@ def test_wandb_offline_run_with_committed_config(text_file, tmp_path, monkeypatc
     fit = f"fit --config {{config}} {TINY_FIT} --trainer.logger.init_args.save_dir {{out}} --trainer.max_epochs 2"
     fit += " --trainer.limit_train_batches 4 --trainer.log_every_n_steps 2 --data.seq_len 16"
     assert charlm_cli.main(command_line(fit, config=CONFIG, text=text_file, out=tmp_path)) == 0
+    # Lightning leaves the run open (the command's process closes it at exit); until it is closed, wandb's
+    # service may not have written the records yet: an empty history under load. Close it, as the exit does.
+    import wandb
+
+    wandb.finish()
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     metrics, config = wandb_logged_keys(next(run_dir.glob("*.wandb")))
     assert {"train/loss", "train/bpc", "train/lr", "train/grad_norm", "val/loss", "val/bpc", "val/ppl"} <= metrics
