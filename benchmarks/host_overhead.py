@@ -9,7 +9,8 @@ what is left is the driver (argument handling, StepLauncher, the backward's book
 stepwise strategy, torch's per-step GEMM on tiny CPU tensors. Triton's own launch cost is not included.
 Prints the median over repeats, per time step (one forward and one backward launch). Then the same for
 the cells' one-launch step (fusedrnn/strategies/single_step.py, its two kernels no-ops): the fused
-LSTMCell's forward per call, beside the custom op called directly and its implementation alone.
+LSTMCell's forward per call, beside the custom op called directly and its implementation alone, and the
+fused LSTMCell's forward+backward (the backward's GEMMs on tiny CPU tensors included).
 """
 
 import argparse
@@ -72,6 +73,15 @@ def main() -> None:
                 per_call.append((time.perf_counter() - start) / 200 * 1e6)
             print(f"{name:24s} {statistics.median(per_call[1:]):6.1f} us per forward step (no_grad), "
                   f"median of {args.repeats}")
+    leaves = [t.requires_grad_() for t in (x, h, c)]
+    per_call = []
+    for _ in range(args.repeats + 1):
+        start = time.perf_counter()
+        for _ in range(200):
+            sum(s.sum() for s in cell(leaves[0], tuple(leaves[1:]))).backward()
+        per_call.append((time.perf_counter() - start) / 200 * 1e6)
+    print(f"{'fused LSTMCell':24s} {statistics.median(per_call[1:]):6.1f} us per forward+backward step, "
+          f"median of {args.repeats}")
 
 
 if __name__ == "__main__":

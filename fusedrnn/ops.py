@@ -342,7 +342,14 @@ def _step_backward(ctx, dh, dc, _):
     if dc is not None and dc.numel() == 0:  # c' of a cell without a cell state
         dc = None
     needs = list(ctx.needs_input_grad[1:8])  # x, h, c, w_ih, w_hh, b_ih, b_hh
-    grads = _cell_step_backward(ctx.mode, dh, dc, acts, h_new, x, h, c, w_ih, w_hh, needs)
+    if not torch.is_grad_enabled() and _plain_eager(x, dh, dc, h, c, w_ih, w_hh):
+        # A plain eager backward (create_graph=False: nothing records it) skips the op's dispatch, as inference
+        # does in cell_step; with create_graph the op runs, and refuses the double backward.
+        from fusedrnn.strategies import single_step
+
+        grads = single_step.backward(ctx.mode, dh, dc, acts, h_new, x, h, c, w_ih, w_hh, needs)
+    else:
+        grads = _cell_step_backward(ctx.mode, dh, dc, acts, h_new, x, h, c, w_ih, w_hh, needs)
     return (None, *(g if need else None for g, need in zip(grads, needs)), None, None)
 
 

@@ -12,6 +12,7 @@ from triton.runtime.interpreter import InterpretedFunction
 from fusedrnn._backend import TRITON_BACKENDS
 from fusedrnn.cells import MODES, REGISTRY, cell
 from fusedrnn.nn import FUSED_CELLS
+from fusedrnn import ops as ops_module
 from fusedrnn.ops import cell_step, cell_step_backward_op, cell_step_op
 
 I, H = 5, 37  # H = 37: two hidden tiles of 32, the second one partly masked
@@ -176,6 +177,33 @@ def test_inference_skips_the_op_and_gives_the_same_step(mode, case, monkeypatch)
     assert all(torch.equal(a, b) for a, b in zip(no_grad_inputs, through_op))
     with pytest.raises(AssertionError, match="the custom op ran"):
         module(x, hx)  # a backward may run: the op, with its autograd
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_plain_backward_skips_the_op_and_gives_the_same_gradients(mode, monkeypatch):
+    """A backward nothing records (no create_graph, no dispatch mode) runs the step's backward without the
+    custom op, with the same gradients as through it; create_graph still takes the op, which refuses."""
+    module = fused_cell(mode, torch.float32)
+    x, states, hx = draw_inputs(mode, torch.float32, 3, True, True, torch.Generator().manual_seed(6))
+    leaves = [x, *states, *module.parameters()]
+
+    def gradients():
+        return torch.autograd.grad(sum(o.square().sum() for o in as_list(module(x, hx))), leaves)
+
+    with OpRecorder():  # a dispatch mode is looking: the op runs
+        through_op = gradients()
+
+    def refuse(*args):
+        raise AssertionError("the backward op ran")
+
+    real = ops_module._cell_step_backward
+    monkeypatch.setattr(ops_module, "_cell_step_backward", refuse)
+    assert all(torch.equal(a, b) for a, b in zip(gradients(), through_op))
+    monkeypatch.setattr(ops_module, "_cell_step_backward", real)
+    out = sum(o.square().sum() for o in as_list(module(x, hx)))
+    (dx,) = torch.autograd.grad(out, x, create_graph=True)
+    with pytest.raises(RuntimeError, match="no double backward"):
+        torch.autograd.grad(dx.sum(), x)
 
 
 def test_every_triton_backend_gives_the_same_step():
