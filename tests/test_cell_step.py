@@ -9,10 +9,10 @@ from helpers import assert_all_close, random_like_module
 from torch.utils._python_dispatch import TorchDispatchMode
 from triton.runtime.interpreter import InterpretedFunction
 
+from fusedrnn import ops as ops_module
 from fusedrnn._backend import TRITON_BACKENDS
 from fusedrnn.cells import MODES, REGISTRY, cell
 from fusedrnn.nn import FUSED_CELLS
-from fusedrnn import ops as ops_module
 from fusedrnn.ops import cell_step, cell_step_backward_op, cell_step_op
 
 I, H = 5, 37  # H = 37: two hidden tiles of 32, the second one partly masked

@@ -478,3 +478,6 @@ def test_tag_command_reads_plain_text_as_conll(data, tmp_path, monkeypatch, caps
     assert code == 2 and "does not record its data options" in err
     code, _, err = tag_command(tmp_path / "missing.ckpt", text, monkeypatch, capsys)
     assert code == 2 and "does not exist" in err
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO("Zoë met Bob\n".encode("latin-1"))))
+    assert main(["tag", "--ckpt_path", str(ckpt), "--device", "cpu"]) == 2
+    assert "stdin is not UTF-8 text" in capsys.readouterr().err

@@ -60,3 +60,18 @@ def load_for_command(model_class, args: argparse.Namespace, prog: str):
     except (FileNotFoundError, ValueError) as err:
         report(prog, err)
         return None
+
+
+def read_stdin(prog: str) -> str | None:
+    """stdin as text, or None after a one-line error when it is not UTF-8."""
+    try:
+        return sys.stdin.buffer.read().decode("utf-8")
+    except UnicodeDecodeError as err:
+        report(prog, f"stdin is not UTF-8 text ({err})")
+        return None
+
+
+def write_stdout(text: str) -> None:
+    """`text` to stdout in UTF-8, whatever the locale."""
+    sys.stdout.buffer.write(text.encode("utf-8"))
+    sys.stdout.flush()

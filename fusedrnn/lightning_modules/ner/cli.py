@@ -5,7 +5,13 @@ import sys
 from collections.abc import Sequence
 
 from fusedrnn.cli_errors import UserError, report_error
-from fusedrnn.lightning_modules.common.model_command import checkpoint_parser, load_for_command, run_model_command
+from fusedrnn.lightning_modules.common.model_command import (
+    checkpoint_parser,
+    load_for_command,
+    read_stdin,
+    run_model_command,
+    write_stdout,
+)
 
 PROG = "fusedrnn ner"
 
@@ -53,10 +59,9 @@ def tag(argv: Sequence[str]) -> int:
     model = load_for_command(NERTagger, args, PROG + " tag")
     if model is None:
         return 2
-    try:
-        text = sys.stdin.buffer.read().decode("utf-8")
-    except UnicodeDecodeError as err:
-        return report_error(PROG + " tag", UserError(f"stdin is not UTF-8 text ({err})"))
+    text = read_stdin(PROG + " tag")
+    if text is None:
+        return 2
     conll = args.format == "conll"
     try:
         untagged = tagging.read_untagged(text, conll)
@@ -65,8 +70,7 @@ def tag(argv: Sequence[str]) -> int:
     except UserError as err:
         return report_error(PROG + " tag", err)
     predicted = tagging.predict(model, data, untagged.sentences, args.batch_size)
-    sys.stdout.buffer.write(tagging.conll_lines(untagged, predicted).encode("utf-8"))
-    sys.stdout.flush()
+    write_stdout(tagging.conll_lines(untagged, predicted))
     return 0
 
 

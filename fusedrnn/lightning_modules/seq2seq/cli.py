@@ -5,7 +5,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fusedrnn.lightning_modules.common.model_command import checkpoint_parser, load_for_command, run_model_command
+from fusedrnn.lightning_modules.common.model_command import (
+    checkpoint_parser,
+    load_for_command,
+    read_stdin,
+    run_model_command,
+    write_stdout,
+)
 
 PROG = "fusedrnn seq2seq"
 
@@ -42,18 +48,15 @@ def translate(argv: Sequence[str]) -> int:
     model = load_for_command(Seq2Seq, args, PROG + " translate")
     if model is None:
         return 2
-    try:
-        text = sys.stdin.buffer.read().decode("utf-8")
-    except UnicodeDecodeError as err:
-        print(f"fusedrnn seq2seq translate: error: stdin is not UTF-8 text ({err})", file=sys.stderr)
+    text = read_stdin(PROG + " translate")
+    if text is None:
         return 2
     # Newlines only, as the corpus reader splits: one output line per input line, blank lines included.
     lines = [line.rstrip("\r") for line in text.split("\n")]
     if lines and lines[-1] == "":
         lines.pop()
     translations = model.translate(lines, beam_size=args.beam, batch_size=args.batch_size)
-    sys.stdout.buffer.write("".join(t + "\n" for t in translations).encode("utf-8"))
-    sys.stdout.flush()
+    write_stdout("".join(t + "\n" for t in translations))
     return 0
 
 
