@@ -399,12 +399,12 @@ def cell_step(
 
 
 def _plain_eager(x: Tensor, *others: Tensor | None) -> bool:
-    """Whether a call runs eagerly on real data: no compiler, tracer, tensor subclass (fake, functional,
-    distributed), dispatch mode or torch.func transform is looking at it, so the op's own dispatch has
-    nothing to do."""
+    """Whether a call runs eagerly on real data: no compiler, tracer (torch.jit.trace included), tensor
+    subclass (fake, functional, distributed), dispatch mode or torch.func transform is looking at it, so the
+    op's own dispatch has nothing to do."""
     return (x.device.type in ("cuda", "cpu") and all(type(t) in _PLAIN for t in (x, *others) if t is not None)
-            and not torch.compiler.is_compiling() and not torch._C._are_functorch_transforms_active()
-            and torch._C._len_torch_dispatch_stack() == 0)
+            and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+            and not torch._C._are_functorch_transforms_active() and torch._C._len_torch_dispatch_stack() == 0)
 
 
 _PLAIN = (Tensor, torch.nn.Parameter)

@@ -179,6 +179,20 @@ def test_inference_skips_the_op_and_gives_the_same_step(mode, case, monkeypatch)
         module(x, hx)  # a backward may run: the op, with its autograd
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_jit_trace_under_no_grad_records_the_op():
+    """torch.jit.trace is a tracer too: the step goes through the op (which the trace records), not around it,
+    so the traced module computes on new inputs what the module does."""
+    module = fused_cell("LSTM", torch.float32)
+    g = torch.Generator().manual_seed(7)
+    x, _, hx = draw_inputs("LSTM", torch.float32, 3, True, True, g)
+    x2, _, hx2 = draw_inputs("LSTM", torch.float32, 3, True, True, g)
+    with torch.no_grad():
+        traced = torch.jit.trace(module, (x, hx), check_trace=False)
+        assert "fusedrnn::cell_step" in str(traced.graph)
+        assert all(torch.equal(a, b) for a, b in zip(traced(x2, hx2), module(x2, hx2)))
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_plain_backward_skips_the_op_and_gives_the_same_gradients(mode, monkeypatch):
     """A backward nothing records (no create_graph, no dispatch mode) runs the step's backward without the
