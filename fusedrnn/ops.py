@@ -17,9 +17,14 @@ outputs, and dy @ W_hr for the ops' backward).
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd import forward_ad
 
 from fusedrnn.cells import REGISTRY, cell
 
+NO_FORWARD_AD = (
+    "fusedrnn's fused kernels have no forward-mode AD (a jvp through LSTM/GRU/RNN); use backend='torch' for these "
+    "modules"
+)
 NO_DOUBLE_BACKWARD = (
     "fusedrnn's fused kernels have no double backward (a gradient of a gradient through LSTM/GRU); use "
     "backend='torch' for these modules (on CUDA also with torch.backends.cudnn.flags(enabled=False) around the "
@@ -231,6 +236,7 @@ def recurrence(
     # inputs that require grad, so grad mode is read here, outside it.
     store_acts = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (gx, w_hh, b_hh, h0, c0, w_hr, layer_norm))
+    _refuse_forward_ad(gx, w_hh, b_hh, h0, c0, w_hr, layer_norm)
     extra = ()  # the default path passes none of the optional arguments
     if zoneout is not None:
         _check_zoneout(zoneout, REGISTRY[mode].states, gx.shape[0], gx.shape[1], w_hh.shape[1])
@@ -387,6 +393,7 @@ def cell_step(
     # Activations for a backward only when one will run (under no_grad inputs may still require grad).
     store_acts = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, h, c, w_ih, w_hh, b_ih, b_hh))
+    _refuse_forward_ad(x, h, c, w_ih, w_hh, b_ih, b_hh)
     if not store_acts and _plain_eager(x, h, c, w_ih, w_hh, b_ih, b_hh):
         # No backward will run and nothing traces this call: the op's round trip through the dispatcher (about
         # half a step's host time, benchmarks/NOTES.md) buys nothing here, so its implementation runs directly.
@@ -398,13 +405,22 @@ def cell_step(
     return (h_new, c_new) if REGISTRY[mode].states == 2 else (h_new,)
 
 
+def _refuse_forward_ad(*tensors: Tensor | None) -> None:
+    """Forward-mode AD (dual tensors) has no formula through the ops. With grad enabled their autograd says so;
+    under no_grad, where forward AD still runs, the ops would drop the tangents without a word: refused."""
+    if forward_ad._current_level >= 0 and any(
+            t is not None and forward_ad.unpack_dual(t).tangent is not None for t in tensors):
+        raise NotImplementedError(NO_FORWARD_AD)
+
+
 def _plain_eager(x: Tensor, *others: Tensor | None) -> bool:
     """Whether a call runs eagerly on real data: no compiler, tracer (torch.jit.trace included), tensor
-    subclass (fake, functional, distributed), dispatch mode or torch.func transform is looking at it, so the
-    op's own dispatch has nothing to do."""
+    subclass (fake, functional, distributed), dispatch mode, torch.func transform or forward-mode AD level
+    is looking at it, so the op's own dispatch has nothing to do."""
     return (x.device.type in ("cuda", "cpu") and all(type(t) in _PLAIN for t in (x, *others) if t is not None)
             and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
-            and not torch._C._are_functorch_transforms_active() and torch._C._len_torch_dispatch_stack() == 0)
+            and not torch._C._are_functorch_transforms_active() and torch._C._len_torch_dispatch_stack() == 0
+            and forward_ad._current_level < 0)  # forward-mode AD works under no_grad too: the op refuses it
 
 
 _PLAIN = (Tensor, torch.nn.Parameter)

@@ -12,6 +12,7 @@ from helpers import assert_all_close, flat_outputs, random_like_module
 from torch import nn
 from torch._dynamo.testing import CompileCounterWithBackend
 from torch._subclasses.fake_tensor import FakeTensorMode
+from torch.autograd import forward_ad
 
 import fusedrnn
 from fusedrnn.ops import recurrence_backward_op, recurrence_op
@@ -149,6 +150,19 @@ def test_double_backward_raises(name, how):
             torch.autograd.grad(dx.square().sum(), x)
         else:
             torch.func.grad(lambda x: torch.func.grad(loss)(x).square().sum())(x.detach())
+
+
+@pytest.mark.parametrize("name", MODULES)
+@pytest.mark.parametrize("grad", [False, True])
+def test_forward_mode_ad_raises(name, grad):
+    """Dual tensors get a clear error, under no_grad too (where forward AD still runs and the ops would
+    otherwise return outputs without tangents)."""
+    fused, _ = pair(name)
+    x, *states = inputs(name)
+    with torch.set_grad_enabled(grad), forward_ad.dual_level():
+        dual = forward_ad.make_dual(x.detach(), torch.randn_like(x))
+        with pytest.raises(NotImplementedError, match="no forward-mode AD.*backend='torch'"):
+            Model(fused)(dual, *states)
 
 
 @pytest.mark.parametrize("name", ["LSTM", "GRUCell"])
