@@ -33,6 +33,7 @@ if DRY:
 
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
+from triton.runtime.errors import OutOfResources  # noqa: E402
 
 from fusedrnn.bench.grid import Case, parse_dtype, parse_shape  # noqa: E402
 from fusedrnn.bench.providers import FUSED_STRATEGIES, PROVIDERS  # noqa: E402
@@ -108,9 +109,10 @@ def barrier_cost(device: torch.device) -> None:
         print(f"  {programs:4d} programs: {timing.median_ms * 1000 / rounds:7.3f} us per barrier")
 
 
-def sweep_tiles(case: Case, device: torch.device, repeats: int) -> None:
+def sweep_tiles(case: Case, device: torch.device, repeats: int) -> int:
     """Forward and forward+backward medians of the persistent strategy per tile shape in SWEEP_TILES, each
-    checked against the default tiles (largest error relative to the output's scale)."""
+    checked against the default tiles (largest error relative to the output's scale). Returns how many tile
+    shapes failed for another reason than resources (a tile that does not fit is only noted)."""
     template = make_template(case, device)
     runner = PROVIDERS["fusedrnn-persistent"].build(case, template)
     inputs = draw_inputs(case, device, seed=1)
@@ -118,12 +120,16 @@ def sweep_tiles(case: Case, device: torch.device, repeats: int) -> None:
         expected = runner.forward(inputs.x, inputs.states)[0].float()
     default_choose = tiles.choose
     print(f"\n{case.label} | fusedrnn-persistent tile sweep (median of {repeats}; error vs default tiles)")
+    failed = 0
     try:
         for block_b, block_h, block_k, warps, stages in SWEEP_TILES:
             tile = Tiles(block_b, block_h, block_k, warps, stages)
 
-            def choose(strategy, B, H, dtype, programs=0, tile=tile):
-                return tile if strategy == "triton-persistent" else default_choose(strategy, B, H, dtype, programs)
+            def choose(strategy, B, H, dtype, programs=0, whole_rows=False, tile=tile):
+                # The swept tile for the persistent strategy's plain kernels (the sweep runs no layer_norm).
+                if strategy == "triton-persistent" and not whole_rows:
+                    return tile
+                return default_choose(strategy, B, H, dtype, programs, whole_rows)
 
             tiles.choose = choose
             label = f"  BLOCK_B={block_b:3d} BLOCK_H={block_h:3d} BLOCK_K={block_k:3d} warps={warps} stages={stages}"
@@ -135,19 +141,24 @@ def sweep_tiles(case: Case, device: torch.device, repeats: int) -> None:
                 error = float((got - expected).abs().max() / expected.abs().max())
                 print(f"{label}: forward {forward.median_ms:8.3f} ms ({forward.median_ms * 1000 / case.seq_len:6.2f} "
                       f"us/step), fwd+bwd {both.median_ms:8.3f} ms, error {error:.1e}", flush=True)
-            except Exception as error:  # a tile shape that does not compile or fit: note it, go on
+            except OutOfResources as error:  # a tile shape that does not fit: note it, go on
+                print(f"{label}: does not fit: {str(error).strip().splitlines()[0][:200]}")
+            except Exception as error:  # anything else is a fault of the sweep or the kernel: go on, then fail
+                failed += 1
                 print(f"{label}: FAILED {type(error).__name__}: {str(error).strip().splitlines()[0][:200]}")
     finally:
         tiles.choose = default_choose
+    return failed
 
 
-def time_w_on_chip(case: Case, device: torch.device, repeats: int) -> None:
+def time_w_on_chip(case: Case, device: torch.device, repeats: int) -> int:
     """Forward and forward+backward medians of the persistent strategy with W_hh from L2 (the default) and on
-    chip, the placement each kernel got, and the largest output difference relative to the output's scale."""
+    chip, the placement each kernel got, and the largest output difference relative to the output's scale.
+    Returns how many of the two runs failed."""
     runner = PROVIDERS["fusedrnn-persistent"].build(case, make_template(case, device))
     inputs = draw_inputs(case, device, seed=1)
     print(f"\n{case.label} | fusedrnn-persistent, W_hh from L2 / on chip (median of {repeats})")
-    default, outputs = persistent.W_ON_CHIP, {}
+    default, outputs, failed = persistent.W_ON_CHIP, {}, 0
     try:
         for on_chip in (False, True):
             persistent.W_ON_CHIP = on_chip
@@ -162,13 +173,15 @@ def time_w_on_chip(case: Case, device: torch.device, repeats: int) -> None:
                                       for name, where in persistent.STRATEGY.w_hh_placement.items())
                 print(f"{label}: forward {forward.median_ms:8.3f} ms ({forward.median_ms * 1000 / case.seq_len:6.2f} "
                       f"us/step), fwd+bwd {both.median_ms:8.3f} ms [{placement}]", flush=True)
-            except Exception as error:  # report it, go on with the next
+            except Exception as error:  # report it, go on with the next, then fail
+                failed += 1
                 print(f"{label}: FAILED {type(error).__name__}: {str(error).strip().splitlines()[0][:200]}")
     finally:
         persistent.W_ON_CHIP = default
     if len(outputs) == 2:
         error = float((outputs[True] - outputs[False]).abs().max() / outputs[False].abs().max())
         print(f"  on chip vs from L2: largest difference {error:.1e} of the output's scale")
+    return failed
 
 
 def main() -> int:
@@ -196,17 +209,20 @@ def main() -> int:
         args.sweep = True
     else:
         profile_all(args, device)
+    failed = 0
     if args.w_on_chip:
         for shape in args.w_on_chip_shapes.split(","):
             b, h, t = parse_shape(shape)
             for dtype in map(parse_dtype, args.w_on_chip_dtypes.split(",")):
-                time_w_on_chip(Case("sequence", "LSTM", dtype, b, h, h, t), device, 2 if DRY else 5)
+                failed += time_w_on_chip(Case("sequence", "LSTM", dtype, b, h, h, t), device, 2 if DRY else 5)
     if args.sweep:
         for shape in args.sweep_shapes.split(","):
             b, h, t = parse_shape(shape)
             for dtype in map(parse_dtype, args.sweep_dtypes.split(",")):
-                sweep_tiles(Case("sequence", "LSTM", dtype, b, h, h, t), device, 2 if DRY else 7)
-    return 0
+                failed += sweep_tiles(Case("sequence", "LSTM", dtype, b, h, h, t), device, 2 if DRY else 7)
+    if failed:
+        print(f"\n{failed} timed run(s) FAILED (above)")
+    return 1 if failed else 0
 
 
 def profile_all(args, device: torch.device) -> None:
