@@ -14,8 +14,9 @@ what we know least, so that a run cut short by its time limit still brings back 
      and cuDNN;
   6. what the regularisers cost (benchmarks/regularizers.py: weight_drop, recurrent_dropout vs the plain fused
      layer, cuDNN, and the loop a user would write);
-  7. the barrier's cost, a profile of one forward+backward per strategy and a sweep of the persistent
-     strategy's tiles (benchmarks/profile_steps.py), for the notes.
+  7. the barrier's cost and a profile of one forward+backward per strategy (benchmarks/profile_steps.py), for
+     the notes. The sweep of the persistent strategy's tiles compiles a kernel pair per tile, minutes in all:
+     it is a call of its own (`profile_steps.py --only-sweep`) when the tiles are in question.
 Everything printed is also written to benchmarks/results/<GPU>_<date>_gpu-check.log beside the suite's
 CSV, markdown and plots, and copied to $OUT (the device tool's return folder) after every step. Once the
 CSV is committed, `python benchmarks/dispatch_table.py benchmarks/results/*.csv` rewrites the table that
@@ -129,7 +130,7 @@ def main() -> int:
     # Informational: the regularisers' overhead; barrier cost, where one forward+backward spends its time, tiles.
     step("Regularisers' overhead", [sys.executable, "benchmarks/regularizers.py"], REGULARIZERS_TIMEOUT_S,
          bounded_barriers=not persistent_ok)
-    profile_ok = step("Profile", [sys.executable, "benchmarks/profile_steps.py", "--sweep"], PROFILE_TIMEOUT_S,
+    profile_ok = step("Profile", [sys.executable, "benchmarks/profile_steps.py"], PROFILE_TIMEOUT_S,
                       bounded_barriers=not persistent_ok)
     verdict = {True: "passed", False: "FAILED"}
     say(f"\ngpu-check: persistent tests {verdict[persistent_ok]}, tests {verdict[tests_ok]}, "
