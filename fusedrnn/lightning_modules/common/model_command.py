@@ -62,10 +62,14 @@ def load_for_command(model_class, args: argparse.Namespace, prog: str):
         return None
 
 
-def read_stdin(prog: str) -> str | None:
-    """stdin as text, or None after a one-line error when it is not UTF-8."""
+def load_with_stdin(model_class, args: argparse.Namespace, prog: str):
+    """(the model of args.ckpt_path, stdin as text) for the commands that work through stdin, or None after a
+    one-line error (no such checkpoint, or stdin not UTF-8)."""
+    model = load_for_command(model_class, args, prog)
+    if model is None:
+        return None
     try:
-        return sys.stdin.buffer.read().decode("utf-8")
+        return model, sys.stdin.buffer.read().decode("utf-8")
     except UnicodeDecodeError as err:
         report(prog, f"stdin is not UTF-8 text ({err})")
         return None

@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from fusedrnn.cli_errors import UserError, report_error
 from fusedrnn.lightning_modules.common.model_command import (
     checkpoint_parser,
-    load_for_command,
-    read_stdin,
+    load_with_stdin,
     run_model_command,
     write_stdout,
 )
@@ -56,12 +55,10 @@ def tag(argv: Sequence[str]) -> int:
     from fusedrnn.lightning_modules.ner import tagging
     from fusedrnn.lightning_modules.ner.model import NERTagger
 
-    model = load_for_command(NERTagger, args, PROG + " tag")
-    if model is None:
+    loaded = load_with_stdin(NERTagger, args, PROG + " tag")
+    if loaded is None:
         return 2
-    text = read_stdin(PROG + " tag")
-    if text is None:
-        return 2
+    model, text = loaded
     conll = args.format == "conll"
     try:
         untagged = tagging.read_untagged(text, conll)

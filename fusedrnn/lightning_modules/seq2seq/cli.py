@@ -7,8 +7,7 @@ from collections.abc import Sequence
 
 from fusedrnn.lightning_modules.common.model_command import (
     checkpoint_parser,
-    load_for_command,
-    read_stdin,
+    load_with_stdin,
     run_model_command,
     write_stdout,
 )
@@ -45,12 +44,10 @@ def translate(argv: Sequence[str]) -> int:
 
     from fusedrnn.lightning_modules.seq2seq.model import Seq2Seq
 
-    model = load_for_command(Seq2Seq, args, PROG + " translate")
-    if model is None:
+    loaded = load_with_stdin(Seq2Seq, args, PROG + " translate")
+    if loaded is None:
         return 2
-    text = read_stdin(PROG + " translate")
-    if text is None:
-        return 2
+    model, text = loaded
     # Newlines only, as the corpus reader splits: one output line per input line, blank lines included.
     lines = [line.rstrip("\r") for line in text.split("\n")]
     if lines and lines[-1] == "":
