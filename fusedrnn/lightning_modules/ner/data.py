@@ -36,6 +36,7 @@ from fusedrnn.lightning_modules.ner.tag_schemes import (
 
 # A word's shape, which lowercased word embeddings lose: its id in the batch's `cases` (0 is padding).
 CASINGS = ("lower", "title", "upper", "mixed", "number", "has_digit", "other")
+DOCSTART = "-DOCSTART-"  # a line that opens a document
 _DIGIT = re.compile(r"\d")
 
 
@@ -126,7 +127,7 @@ def read_conll(path: str | os.PathLike, tag_column: int = -1, scheme: str = "IOB
                 if not fields:
                     close()
                     continue
-                if fields[0] == "-DOCSTART-":
+                if fields[0] == DOCSTART:
                     close()
                     document += 1
                     continue
@@ -230,6 +231,18 @@ class ConllDataModule(pl.LightningDataModule):
         self.batch_size, self.batch_by_document = batch_size, batch_by_document
         self._sentences: dict[str, list[Sentence]] = {}
         self._vocabularies = None
+
+    @classmethod
+    def encoder(cls, vocabularies: dict[str, str], options: dict) -> "ConllDataModule":
+        """A data module without files that encodes new sentences (`encode`) as one with these training
+        vocabularies (the form `vocabularies` returns) and encoding options (the hyperparameters it saves in
+        checkpoints) did. Feature columns count only where the vocabularies have features: training drops
+        them for a file without any."""
+        data = cls("", "", **options)
+        if not vocabularies["features"]:
+            data.feature_columns = []
+        data._vocabularies = dict(vocabularies)
+        return data
 
     def sentences(self, split: str) -> list[Sentence]:
         if split not in self._sentences:

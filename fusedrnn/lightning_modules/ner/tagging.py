@@ -16,10 +16,10 @@ blank line, as in CoNLL-2003's files.
 
 from dataclasses import dataclass
 
-from fusedrnn.cli_errors import UserError
-from fusedrnn.lightning_modules.ner.data import ConllDataModule, DocumentBatches, Sentence, collate
+from lightning.fabric.utilities.apply_func import move_data_to_device
 
-DOCSTART = "-DOCSTART-"
+from fusedrnn.cli_errors import UserError
+from fusedrnn.lightning_modules.ner.data import DOCSTART, ConllDataModule, DocumentBatches, Sentence, collate
 
 
 @dataclass
@@ -74,11 +74,9 @@ def data_for(model, saved_options: dict) -> ConllDataModule:
         raise UserError("the checkpoint does not record its data options (lowercase, normalize_digits, ...): it was "
                         "written before `fusedrnn ner tag` existed; train again to tag with it")
     hp = model.hparams
-    data = ConllDataModule("", "", **saved_options)
-    data.feature_columns = data.feature_columns if hp.features else []  # dropped in training, as the model was built
-    data._vocabularies = {"words": hp.words, "chars": hp.chars, "tags": "\n".join(model.tag_names),
-                          "features": hp.features, "scheme": hp.scheme}
-    return data
+    vocabularies = {"words": hp.words, "chars": hp.chars, "tags": "\n".join(model.tag_names),
+                    "features": hp.features, "scheme": hp.scheme}
+    return ConllDataModule.encoder(vocabularies, saved_options)
 
 
 def check_columns(data: ConllDataModule, untagged: Untagged, conll: bool) -> None:
@@ -103,7 +101,7 @@ def predict(model, data: ConllDataModule, sentences: list[Sentence], batch_size:
     model.eval()
     for indices in DocumentBatches([s.document for s in sentences], batch_size, shuffle=False):
         batch = collate([encoded[i] for i in indices])
-        tags = model.tag({k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()})
+        tags = model.tag(move_data_to_device(batch, device))
         for i, row in zip(indices, tags):
             predicted[i] = row
     return predicted
