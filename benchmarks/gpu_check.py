@@ -10,11 +10,12 @@ what we know least, so that a run cut short by its time limit still brings back 
   3. W_hh on chip against from L2, timed (benchmarks/profile_steps.py --only-w-on-chip: LSTM bf16 at
      B=64 H=512 and B=16 H=1024, T=512);
   4. the benchmark suite's gpu-check grid (speed, memory, gradient error vs cuDNN);
-  5. the GPU tests of every strategy (`pytest -m gpu tests/test_gpu.py`, but those of step 2) against float64
+  5. what is alive at the peak of one forward+backward, fused and cuDNN (benchmarks/memory_profile.py);
+  6. the GPU tests of every strategy (`pytest -m gpu tests/test_gpu.py`, but those of step 2) against float64
      and cuDNN;
-  6. what the regularisers cost (benchmarks/regularizers.py: weight_drop, recurrent_dropout vs the plain fused
+  7. what the regularisers cost (benchmarks/regularizers.py: weight_drop, recurrent_dropout vs the plain fused
      layer, cuDNN, and the loop a user would write);
-  7. the barrier's cost and a profile of one forward+backward per strategy (benchmarks/profile_steps.py), for
+  8. the barrier's cost and a profile of one forward+backward per strategy (benchmarks/profile_steps.py), for
      the notes. The sweep of the persistent strategy's tiles compiles a kernel pair per tile, minutes in all:
      it is a call of its own (`profile_steps.py --only-sweep`) when the tiles are in question.
 Everything printed is also written to benchmarks/results/<GPU>_<date>_gpu-check.log beside the suite's
@@ -38,13 +39,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DRY = os.environ.get("GPU_CHECK_DRY") == "1"
-# Sized to end within ~9.5 minutes in all (the device tool's lease is 15 minutes, starts and a rerun included).
+# Sized to end within 10 minutes in all (the device tool's lease is 15 minutes, starts included).
 PERSISTENT_TIMEOUT_S = 100
 W_ON_CHIP_TIMEOUT_S = 30
 BENCH_TIMEOUT_S = 220
 TEST_TIMEOUT_S = 160
 PROFILE_TIMEOUT_S = 30
 REGULARIZERS_TIMEOUT_S = 40
+MEMORY_TIMEOUT_S = 20
 ON_CHIP_TESTS = "tests/test_gpu.py::test_w_on_chip_against_cudnn"
 SPIN_LIMIT = str(1 << 24)  # polls per barrier wait before it gives up (~seconds): a hang becomes an error
 
@@ -125,6 +127,9 @@ def main() -> int:
         [sys.executable, "-m", "fusedrnn.bench", *bench_args, "--out", str(out_dir.relative_to(ROOT))],
         BENCH_TIMEOUT_S, bounded_barriers=not persistent_ok,
     )
+    # Informational: what is alive at the peak of one forward+backward, fused and cuDNN (the memory bar).
+    step("Memory at the peak", [sys.executable, "benchmarks/memory_profile.py"], MEMORY_TIMEOUT_S,
+         bounded_barriers=not persistent_ok)
     tests_ok = step("GPU tests, every strategy", [*pytest, "tests/test_gpu.py", "-k", "not test_w_on_chip"],
                     TEST_TIMEOUT_S)
     # Informational: the regularisers' overhead; barrier cost, where one forward+backward spends its time, tiles.

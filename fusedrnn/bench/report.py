@@ -3,6 +3,7 @@ targets for each fused strategy, and which providers sat out and why. Built from
 
 import math
 
+from fusedrnn.bench import speed_bar
 from fusedrnn.bench.grid import PUBLISHED
 from fusedrnn.bench.providers import FUSED_STRATEGIES, PROVIDERS
 from fusedrnn.bench.results import FORWARD, FORWARD_BACKWARD, STEP, STEP_FORWARD_BACKWARD, STEP_PASSES
@@ -252,6 +253,7 @@ def markdown(rows: list[dict], notes, config: RunConfig, env: dict, files: list[
     lines += _grad_section(rows)
     for strategy in FUSED_STRATEGIES:
         lines += _bar_section(rows, config.device.type, f"fusedrnn-{strategy}")
+    lines += speed_bar.markdown(rows, env["device"])
     lines += _published_section(rows)
     lines += _providers_section(rows, notes, config)
     if any(INTERPRETER_NOTE in (r["note"] or "") for r in rows):

@@ -35,7 +35,13 @@ def entries() -> tuple[dict, ...]:
 @functools.lru_cache(maxsize=4096)
 def lookup(gpu: str, kind: str, mode: str, dtype: torch.dtype, batch: int, hidden: int) -> str:
     """The backend value `auto` runs for this call: "torch" or a Triton strategy."""
-    if not any(e["cell"] == mode for e in entries()):
+    return choose(entries(), gpu, kind, mode, dtype, batch, hidden)
+
+
+def choose(table: tuple[dict, ...], gpu: str, kind: str, mode: str, dtype: torch.dtype, batch: int,
+           hidden: int) -> str:
+    """What `lookup` picks from the given table entries (the committed table's, or a test's)."""
+    if not any(e["cell"] == mode for e in table):
         return "torch"  # a cell no GPU run has checked (the Elman cell so far) runs torch's implementation
     # The defaults below are GPU-checked for sequences only: the cells' one-launch step
     # (fusedrnn/strategies/single_step.py) runs where a GPU run measured it, torch's implementation elsewhere.
@@ -43,7 +49,7 @@ def lookup(gpu: str, kind: str, mode: str, dtype: torch.dtype, batch: int, hidde
     if dtype == torch.float64:
         return default
     dtype_name = str(dtype).removeprefix("torch.")
-    measured = [e for e in entries()
+    measured = [e for e in table
                 if (e["gpu"], e["kind"], e["cell"], e["dtype"]) == (gpu, kind, mode, dtype_name)]
     if not measured:
         return default
