@@ -26,10 +26,15 @@ from triton.compiler import ASTSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fusedrnn.cells import MODES, cell  # noqa: E402
-from fusedrnn.strategies import kernels, single_step, tiles  # noqa: E402
+from fusedrnn.strategies import driver, kernels, single_step, tiles  # noqa: E402
 from fusedrnn.strategies.persistent import LAUNCH_OPTIONS  # noqa: E402
 
 DTYPES = {"float32": (torch.float32, "fp32"), "bfloat16": (torch.bfloat16, "bf16"), "float16": (torch.float16, "fp16")}
+
+
+def gpu_precision(dtype: torch.dtype) -> str:
+    """The products' precision on a GPU with torch's TF32 flag on (FUSEDRNN_TF32X3 decides tf32 or tf32x3)."""
+    return driver.gemm_flags(dtype, allow_tf32=True)["DOT_PRECISION"]
 
 
 def signature(kernel, values: dict, constexprs: dict) -> tuple[dict, dict]:
@@ -85,8 +90,8 @@ def kernel_cases(mode: str, dtype_name: str, B: int, H: int, strategy: str, prog
     dtype, code = DTYPES[dtype_name]
     t = tiles.choose(strategy, B, H, dtype, programs=programs, whole_rows=layer_norm)
     sync = strategy == "triton-persistent"
-    common = dict(COMPUTE=tl.float32, DOT_PRECISION="tf32" if dtype == torch.float32 else "ieee", UPCAST=False,
-                  SYNC=sync, SPIN_LIMIT=0, BLOCK_B=t.block_b, BLOCK_H=t.block_h, BLOCK_K=t.block_k,
+    common = dict(COMPUTE=tl.float32, DOT_PRECISION=gpu_precision(dtype), UPCAST=False, SYNC=sync, SPIN_LIMIT=0,
+                  BLOCK_B=t.block_b, BLOCK_H=t.block_h, BLOCK_K=t.block_k,
                   W_ON_CHIP=triton.next_power_of_2(H) if w_on_chip else 0)
     sizes = dict(T=512, B=B, H=H, k_begin=0, k_end=512)
     gemm = strategy != "triton"
@@ -120,7 +125,7 @@ def single_step_cases(mode: str, dtype_name: str, B: int, H: int):
              "acts_ptr")
     yield "forward", single_step.forward_kernel, dict(dict.fromkeys(names, code), B=B, I=H, H=H), dict(
         POINTWISE=the_cell.pointwise_forward, HAS_BIAS=True, STORE_ACTS=True, BLOCK_K=t.block_k,
-        DOT_PRECISION="tf32" if dtype == torch.float32 else "ieee", UPCAST=False, **flags), t
+        DOT_PRECISION=gpu_precision(dtype), UPCAST=False, **flags), t
     names = ("dh_ptr", "dc_ptr", "acts_ptr", "h_ptr", "c_ptr", "h_out_ptr", "dgx_ptr", "dgh_ptr", "dh_prev_ptr",
              "dc_prev_ptr")
     yield "backward", single_step.backward_kernel, dict(dict.fromkeys(names, code), B=B, H=H), dict(

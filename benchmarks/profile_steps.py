@@ -14,6 +14,8 @@
 4. --w-on-chip (--only-w-on-chip: this alone): the persistent strategy with W_hh read from L2 at every step
    and kept on chip (FUSEDRNN_W_ON_CHIP), forward and forward+backward, where each kernel kept W_hh, and the
    outputs' difference.
+5. --tf32x3: float32 products in TF32 and in tf32x3 (FUSEDRNN_TF32X3), the persistent strategy's time and its
+   largest error of the outputs and every gradient against float64, beside cuDNN's (LSTM fp32).
 Run by `make gpu-check` after the benchmarks; GPU_CHECK_DRY=1 runs it on the CPU in Triton's interpreter
 at a tiny shape.
 """
@@ -35,12 +37,13 @@ import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 from triton.runtime.errors import OutOfResources  # noqa: E402
 
+from fusedrnn.bench.gradcheck import GradCheck, measure, outputs_and_gradients, reference_results  # noqa: E402
 from fusedrnn.bench.grid import Case, parse_dtype, parse_shape  # noqa: E402
 from fusedrnn.bench.providers import FUSED_STRATEGIES, PROVIDERS  # noqa: E402
 from fusedrnn.bench.suites import forward_backward, forward_only  # noqa: E402
 from fusedrnn.bench.timing import time_call  # noqa: E402
 from fusedrnn.bench.workload import draw_inputs, make_template  # noqa: E402
-from fusedrnn.strategies import launch, persistent, tiles  # noqa: E402
+from fusedrnn.strategies import driver, launch, persistent, tiles  # noqa: E402
 from fusedrnn.strategies.kernels import grid_barrier  # noqa: E402
 from fusedrnn.strategies.persistent import LAUNCH_OPTIONS  # noqa: E402
 from fusedrnn.strategies.tiles import Tiles  # noqa: E402
@@ -184,6 +187,39 @@ def time_w_on_chip(case: Case, device: torch.device, repeats: int) -> int:
     return failed
 
 
+def time_tf32x3(case: Case, device: torch.device, repeats: int) -> int:
+    """float32 products in TF32 (the default under torch's TF32 flag) and in tf32x3 (FUSEDRNN_TF32X3), the
+    persistent strategy: forward and forward+backward medians, and the largest normwise error of the outputs
+    and every gradient against float64 (cuDNN's beside them on a GPU). Returns how many runs failed."""
+    template = make_template(case, device)
+    inputs = draw_inputs(case, device, seed=1)
+    expected = reference_results(case, template, inputs)
+    runner = PROVIDERS["fusedrnn-persistent"].build(case, template)
+    print(f"\n{case.label} | fusedrnn-persistent, float32 products in TF32 / tf32x3 (median of {repeats}), "
+          f"TF32 flag {torch.backends.cudnn.allow_tf32}")
+    if device.type == "cuda":
+        cudnn = GradCheck(measure(outputs_and_gradients(PROVIDERS["cudnn"].build(case, template), inputs, case),
+                                  expected, case.dtype), [])
+        print(f"  cuDNN: error {cudnn.rel:.2e} ({cudnn.worst})")
+    default, failed = driver.TF32X3, 0
+    try:
+        for tf32x3 in (False, True):
+            driver.TF32X3 = tf32x3
+            label = "  tf32x3" if tf32x3 else "  TF32  "
+            try:
+                forward = time_call(forward_only(runner), [inputs], warmup=1, repeats=repeats, device=device)
+                both = time_call(forward_backward(runner), [inputs], warmup=1, repeats=repeats, device=device)
+                check = GradCheck(measure(outputs_and_gradients(runner, inputs, case), expected, case.dtype), [])
+                print(f"{label}: forward {forward.median_ms:8.3f} ms, fwd+bwd {both.median_ms:8.3f} ms, "
+                      f"error {check.rel:.2e} ({check.worst})", flush=True)
+            except Exception as error:  # report it, go on with the next, then fail
+                failed += 1
+                print(f"{label}: FAILED {type(error).__name__}: {str(error).strip().splitlines()[0][:200]}")
+    finally:
+        driver.TF32X3 = default
+    return failed
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shape", default="3x37x7" if DRY else "64x512x256", help="BxHxT")
@@ -198,6 +234,8 @@ def main() -> int:
     parser.add_argument("--w-on-chip-shapes", default="3x16x7" if DRY else "64x512x512,16x1024x512")
     parser.add_argument("--w-on-chip-dtypes", default="float32" if DRY else "bfloat16")
     parser.add_argument("--only-w-on-chip", action="store_true", help="W_hh on chip alone (implies --w-on-chip)")
+    parser.add_argument("--tf32x3", action="store_true", help="also time float32 products in TF32 and tf32x3")
+    parser.add_argument("--tf32x3-shapes", default="3x16x7" if DRY else "64x512x512,16x256x512")
     args = parser.parse_args()
     device = torch.device("cpu" if DRY else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -215,6 +253,10 @@ def main() -> int:
             b, h, t = parse_shape(shape)
             for dtype in map(parse_dtype, args.w_on_chip_dtypes.split(",")):
                 failed += time_w_on_chip(Case("sequence", "LSTM", dtype, b, h, h, t), device, 2 if DRY else 5)
+    if args.tf32x3:
+        for shape in args.tf32x3_shapes.split(","):
+            b, h, t = parse_shape(shape)
+            failed += time_tf32x3(Case("sequence", "LSTM", torch.float32, b, h, h, t), device, 2 if DRY else 5)
     if args.sweep:
         for shape in args.sweep_shapes.split(","):
             b, h, t = parse_shape(shape)

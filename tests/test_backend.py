@@ -135,3 +135,6 @@ def test_float32_products_may_use_tf32_as_the_torch_counterpart_does(monkeypatch
         flags.allow_tf32 = before
     precision = {dtype: driver.gemm_flags(dtype, True)["DOT_PRECISION"] for dtype in (torch.float32, torch.bfloat16, torch.float64)}
     assert precision == {torch.float32: "tf32", torch.bfloat16: "ieee", torch.float64: "ieee"}
+    monkeypatch.setattr(driver, "TF32X3", True)  # FUSEDRNN_TF32X3: three TF32 products where TF32 would be used
+    assert driver.gemm_flags(torch.float32, True)["DOT_PRECISION"] == "tf32x3"
+    assert driver.gemm_flags(torch.float32, False)["DOT_PRECISION"] == "ieee"

@@ -65,13 +65,13 @@ def outputs_and_grads(module, dtype, x64, states64, upstream, lengths):
     return out + list(grads)
 
 
-def assert_within_torch_error(names, got, theirs, expected, dtype):
-    """Each of ours is within the dtype's tolerance of float64, or within 4x torch's own error."""
+def assert_within_torch_error(names, got, theirs, expected, dtype, ratio=4.0):
+    """Each of ours is within the dtype's tolerance of float64, or within `ratio` x torch's own error."""
     atol, rtol = tolerance(dtype)
     failures = []
     for name, g, t, e in zip(names, got, theirs, expected):
         ours, torchs = compare(g, e, dtype), compare(t, e, dtype)
-        if ours.max_abs > max(atol + rtol * float(e.detach().abs().max()), 4 * torchs.max_abs):
+        if ours.max_abs > max(atol + rtol * float(e.detach().abs().max()), ratio * torchs.max_abs):
             failures.append(f"{name}: fused {ours}; torch {torchs}")
     assert not failures, "\n".join(failures)
 
@@ -124,7 +124,20 @@ def test_w_on_chip_against_cudnn(mode, dtype, shape, monkeypatch):
     assert persistent.STRATEGY.w_hh_placement == {"forward_kernel": "on chip", "backward_kernel": "on chip"}
 
 
-def check_layer_against_cudnn(backend, mode, dtype, shape, direct_launch, monkeypatch):
+@pytest.mark.parametrize("mode", GATED_MODES)
+def test_tf32x3_within_cudnn_error(mode, monkeypatch):
+    """float32 products in tf32x3 (FUSEDRNN_TF32X3) against cuDNN's TF32: no error above cuDNN's own, at the
+    shape where TF32 in the kernel gave the h0 gradient 4.2x cuDNN's error (H200, 2026-12-04). The interpreter
+    computes float32 exactly and its yardstick is torch's CPU float32, so the dry run keeps the usual 4x."""
+    from fusedrnn.strategies import driver
+
+    monkeypatch.setattr(driver, "TF32X3", True)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    check_layer_against_cudnn("triton-persistent", mode, torch.float32, SHAPES[-1], False, monkeypatch,
+                              ratio=4.0 if DRY else 1.0)
+
+
+def check_layer_against_cudnn(backend, mode, dtype, shape, direct_launch, monkeypatch, ratio=4.0):
     from fusedrnn.cells import REGISTRY
     from fusedrnn.strategies import launch
 
@@ -160,7 +173,7 @@ def check_layer_against_cudnn(backend, mode, dtype, shape, direct_launch, monkey
     theirs = outputs_and_grads(cudnn, dtype, x64, states64, upstream, lengths)
     names = ["output", "h_n", "c_n"][:n_out] + ["input"] + [f"hx[{k}]" for k in range(len(states64))]
     names += [n for n, _ in reference.named_parameters()]
-    assert_within_torch_error(names, got, theirs, expected, dtype)
+    assert_within_torch_error(names, got, theirs, expected, dtype, ratio)
 
 
 @pytest.mark.parametrize("backend", TRITON_BACKENDS)

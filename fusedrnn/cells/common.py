@@ -32,8 +32,9 @@ def tile(tile_b, tile_h, B, H, BLOCK_B: tl.constexpr, BLOCK_H: tl.constexpr):
 
 @triton.jit
 def dot(a, b, acc, UPCAST: tl.constexpr, COMPUTE: tl.constexpr, DOT_PRECISION: tl.constexpr):
-    """acc + a @ b. DOT_PRECISION matters for float32 only: "ieee" (exact-rounded products) or "tf32"
-    (tensor cores, 10-bit mantissas; what cuDNN's RNNs use by default). UPCAST: 16-bit operands are
+    """acc + a @ b. DOT_PRECISION matters for float32 only: "ieee" (exact-rounded products), "tf32"
+    (tensor cores, 10-bit mantissas; what cuDNN's RNNs use by default) or "tf32x3" (three TF32 products per
+    multiply, about float32's accuracy; FUSEDRNN_TF32X3). UPCAST: 16-bit operands are
     widened to float32 first, which Triton's interpreter needs (its bfloat16 dot is wrong); the products
     of 16-bit values are exact in float32, so the result is the GPU's up to summation order."""
     if UPCAST:

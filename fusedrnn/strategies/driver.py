@@ -59,11 +59,18 @@ def compute_dtype(dtype: torch.dtype) -> tuple[torch.dtype, object]:
     return (torch.float64, tl.float64) if dtype == torch.float64 else (torch.float32, tl.float32)
 
 
+# FUSEDRNN_TF32X3=1: where float32 products would take TF32, take three TF32 products each instead ("tf32x3":
+# about float32's accuracy, still on tensor cores), for a gradient error below cuDNN's TF32. Opt-in until a GPU
+# run has timed it (benchmarks/profile_steps.py --tf32x3).
+TF32X3 = os.environ.get("FUSEDRNN_TF32X3", "0") == "1"
+
+
 def gemm_flags(dtype: torch.dtype, allow_tf32: bool) -> dict:
-    """The in-kernel GEMM's products: TF32 tensor cores for float32 when allowed, else exact-rounded; 16-bit
-    operands widened to float32 under the interpreter, whose bfloat16 dot is wrong."""
+    """The in-kernel GEMM's products: TF32 tensor cores for float32 when allowed (tf32x3 with TF32X3), else
+    exact-rounded; 16-bit operands widened to float32 under the interpreter, whose bfloat16 dot is wrong."""
+    tf32 = "tf32x3" if TF32X3 else "tf32"
     return dict(
-        DOT_PRECISION="tf32" if dtype == torch.float32 and allow_tf32 else "ieee",
+        DOT_PRECISION=tf32 if dtype == torch.float32 and allow_tf32 else "ieee",
         UPCAST=dtype.itemsize == 2 and interpreter_enabled(),
     )
 
