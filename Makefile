@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-gpu bench lint gpu-check gpu-quality clean
+.PHONY: install test test-gpu bench lint gpu-check gpu-bar gpu-quality clean
 
 $(STAMP): pyproject.toml constraints/test.txt
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,6 +28,10 @@ lint: $(STAMP)
 
 gpu-check:
 	PYTHONPATH=. python3 benchmarks/gpu_check.py
+
+# The speed bar's whole grid, the persistent strategy against cuDNN (a device call of its own after gpu-check).
+gpu-bar:
+	PYTHONPATH=. python3 -m fusedrnn.bench --grid bar
 
 # Short training runs of the Lightning models on a GPU (GPU_QUALITY_MINUTES, FUSEDRNN_DATA; see the script).
 gpu-quality:

@@ -111,3 +111,15 @@ def test_the_committed_h200_run_reads_as_the_notes_say():
     assert "| fusedrnn-persistent | LSTM | 18/18 | 1.06x (bar 1.25x) | 0.29x at float32 B=256 H=1024" in done.stdout
     assert "| fusedrnn-persistent | GRU | 7/18 | 1.20x (bar 1.5x)" in done.stdout
     assert "misses |" in done.stdout and "left out" in done.stdout
+
+
+def test_the_bar_grid_holds_exactly_the_bars_points():
+    from fusedrnn.bench.grid import PUBLISHED, named_grid
+
+    cases = named_grid("bar").cases
+    got = {(c.cell, c.dtype_name, c.batch, c.hidden, c.seq_len) for c in cases}
+    want = {(cell, dtype, b, h, speed_bar.SEQ_LEN) for cell in speed_bar.MIN_GEOMEAN for dtype in speed_bar.DTYPES
+            for b, h in speed_bar.GRID}
+    want.add(("LSTM", "bfloat16", PUBLISHED["batch"], PUBLISHED["hidden"], PUBLISHED["seq_len"]))
+    assert got == want and len(cases) == len(want)
+    assert all(c.layers == 1 and not c.bidirectional and "fusedrnn-persistent" not in c.exclude for c in cases)

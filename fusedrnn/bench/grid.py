@@ -151,6 +151,16 @@ def _gpu_check() -> Grid:
                 tuple(cases), warmup=1, repeats=5)
 
 
+def _bar() -> Grid:
+    # Exactly the points of the speed bar (fusedrnn/bench/speed_bar.py), the persistent strategy against cuDNN:
+    # 37 cases, a few minutes on an H200 (`make gpu-bar`, a device call of its own after gpu-check).
+    others = ("fusedrnn-stepwise", "fusedrnn-fusedstep", "cell-loop", "compiled-cell-loop")
+    cases = [dataclasses.replace(case, exclude=others) for case in _default_sequences()
+             if case.layers == 1 and case.cell in GATED]
+    return Grid("bar", "the speed bar's points: LSTM and GRU, B x H x T=512, fp32 and bf16, and FlashRNN's point",
+                tuple(cases), warmup=1, repeats=5)
+
+
 def _cpu() -> Grid:
     # Timed shapes run torch's CPU code only; the fused kernels get a correctness pass in Triton's
     # interpreter on tiny odd shapes (the interpreter is far too slow to time anything real).
@@ -174,7 +184,7 @@ def _tiny() -> Grid:
     return Grid("tiny", "tiny shapes on CPU for tests and dry runs", tuple(cases), warmup=0, repeats=2)
 
 
-GRIDS = {"default": _default, "gpu-check": _gpu_check, "cpu": _cpu, "tiny": _tiny}
+GRIDS = {"default": _default, "gpu-check": _gpu_check, "bar": _bar, "cpu": _cpu, "tiny": _tiny}
 
 
 def named_grid(name: str) -> Grid:
