@@ -7,7 +7,8 @@
 Triton compiles to PTX and its bundled ptxas assembles it without a GPU, so compile errors, register
 counts, spills and shared memory are known before a GPU minute is spent. Per cell, dtype, direction
 (forward/backward) and shape it prints the tiles the strategy would choose and ptxas's report; it exits
-non-zero if a kernel fails to compile. GPU resources only: nothing runs.
+non-zero if a kernel fails to compile, or if a persistent kernel's time loop is software-pipelined (a load
+could then pass the grid barrier; `--k-stages 2` pipelines the loops inside a step). GPU resources only: nothing runs.
 """
 
 import argparse
@@ -35,6 +36,44 @@ DTYPES = {"float32": (torch.float32, "fp32"), "bfloat16": (torch.bfloat16, "bf16
 def gpu_precision(dtype: torch.dtype) -> str:
     """The products' precision on a GPU with torch's TF32 flag on (FUSEDRNN_TF32X3 decides tf32 or tf32x3)."""
     return driver.gemm_flags(dtype, allow_tf32=True)["DOT_PRECISION"]
+
+
+def time_loop_pipelined(ttgir: str) -> bool:
+    """Whether the compiled time-loop kernel could issue a load before the grid barrier that orders it: its time
+    loop (the outermost scf.for) software-pipelined, so that it carries asynchronous copies from one step into
+    the next, or such copies issued before it. Pipelined loops inside a step (the K loop, or the tile loop with
+    W_hh on chip) issue theirs after the step's barrier and wait for them before the next one: safe."""
+    lines = ttgir.splitlines()
+    first = next((n for n, line in enumerate(lines) if "scf.for" in line), None)
+    if first is None:
+        return False
+    before = any("async_copy_global_to_local" in line for line in lines[:first])
+    return before or "async.token" in lines[first]
+
+
+@triton.jit
+def _toy_time_loop(x_ptr, w_ptr, y_ptr, sync_ptr, T, BARRIER: tl.constexpr):
+    """A loop of dot-fed loads, with or without the grid barrier inside: what --check-pipelining compiles."""
+    r = tl.arange(0, 16)
+    acc = tl.zeros((16, 16), tl.float32)
+    for k in range(0, T):
+        a = tl.load(x_ptr + k * 256 + r[:, None] * 16 + r[None, :], cache_modifier=".cg")
+        acc = tl.dot(a, tl.load(w_ptr + k * 256 + r[:, None] * 16 + r[None, :]), acc)
+        if BARRIER:
+            kernels.grid_barrier(sync_ptr, k + 1, 0)
+    tl.store(y_ptr + r[:, None] * 16 + r[None, :], acc)
+
+
+def check_pipelining(arch: int) -> int:
+    """Triton pipelines the toy loop without the barrier (its loads then run a step ahead) and not with it, and
+    time_loop_pipelined tells the two apart; 0 if so."""
+    seen = {}
+    for barrier in (False, True):
+        values = dict(x_ptr="bf16", w_ptr="bf16", y_ptr="fp32", sync_ptr="i32", T=8)
+        compiled = compile_one(_toy_time_loop, values, dict(BARRIER=barrier), dict(num_warps=4, num_stages=3), arch)
+        seen[barrier] = "pipelined" if time_loop_pipelined(compiled.asm["ttgir"]) else "not pipelined"
+    print(f"a toy time loop at num_stages=3, without the barrier: {seen[False]}; with it: {seen[True]}")
+    return 0 if seen == {False: "pipelined", True: "not pipelined"} else 1
 
 
 def signature(kernel, values: dict, constexprs: dict) -> tuple[dict, dict]:
@@ -145,9 +184,16 @@ def main(argv=None) -> int:
     parser.add_argument("--zoneout", action="store_true", help="the kernels with zoneout's training masks")
     parser.add_argument("--w-on-chip", action="store_true", help="the kernels keeping W_hh on chip (persistent)")
     parser.add_argument("--layer-norm", action="store_true", help="the kernels with layer norm (whole-row tiles)")
+    parser.add_argument("--k-stages", type=int, default=tiles.PERSISTENT_K_STAGES, choices=(1, 2, 3),
+                        help="the persistent K loop's pipeline depth (FUSEDRNN_K_STAGES)")
     parser.add_argument("--gradient-flow", type=int, default=0, choices=(0, 1, 2),
                         help="compile the backward recording the gradient flow and clipping (1 value, 2 norm)")
+    parser.add_argument("--check-pipelining", action="store_true",
+                        help="only check that a loop holding the grid barrier is never software-pipelined")
     args = parser.parse_args(argv)
+    if args.check_pipelining:
+        return check_pipelining(args.arch)
+    tiles.PERSISTENT_K_STAGES = args.k_stages  # what tiles.choose gives the persistent strategy
     failures = 0
     for mode in args.cells.split(","):
         for dtype_name in args.dtypes.split(","):
@@ -164,8 +210,13 @@ def main(argv=None) -> int:
                         options.update(LAUNCH_OPTIONS)
                     try:
                         compiled = compile_one(kernel, values, constexprs, options, args.arch)
-                        print(f"{label}: {ptxas_report(compiled, args.arch)}, shared {compiled.metadata.shared} B",
-                              flush=True)
+                        pipelined = compiled.asm["ttgir"].count("async_copy_global_to_local")
+                        print(f"{label}: {ptxas_report(compiled, args.arch)}, shared {compiled.metadata.shared} B"
+                              + (f", {pipelined} pipelined loads" if pipelined else ""), flush=True)
+                        if args.strategy == "triton-persistent" and time_loop_pipelined(compiled.asm["ttgir"]):
+                            failures += 1
+                            print(f"{label}: FAILED: the time loop is pipelined (a load could pass the grid "
+                                  "barrier)", flush=True)
                     except Exception as error:  # report every failure, then fail
                         failures += 1
                         print(f"{label}: FAILED {type(error).__name__}: {str(error).strip()[:400]}", flush=True)

@@ -4,12 +4,12 @@ It uses the machine's own python3 from the source tree (PYTHONPATH=.) and instal
 what we know least, so that a run cut short by its time limit still brings back the most important part:
   1. versions and the GPU;
   2. the persistent strategy's own GPU tests (barrier, repeatability, program counts, co-residency,
-     fallback, CUDA-graph capture) and its W_hh-on-chip tests against float64 and cuDNN
+     fallback, CUDA-graph capture; the two-stage K loop too) and its W_hh-on-chip tests against float64 and cuDNN
      (tests/test_gpu.py::test_w_on_chip_against_cudnn), every grid barrier bounded (FUSEDRNN_SPIN_LIMIT) so
      none can hang;
-  3. W_hh on chip against from L2, timed (benchmarks/profile_steps.py --only-w-on-chip: LSTM bf16 at
-     B=64 H=512 and B=16 H=1024, T=512), and float32 products in TF32 against tf32x3 (--tf32x3: time and
-     gradient error, LSTM fp32 at B=64 H=512 and B=16 H=256);
+  3. the opt-in switches against the default, timed with their gradient error beside cuDNN's
+     (benchmarks/profile_steps.py --only-switches: W_hh on chip, the two-stage K loop, tf32x3; LSTM bf16 and
+     fp32 at B=64 H=512 and B=16 H=1024, T=512);
   4. the benchmark suite's gpu-check grid (speed, memory, gradient error vs cuDNN);
   5. what is alive at the peak of one forward+backward, fused and cuDNN (benchmarks/memory_profile.py);
   6. the GPU tests of every strategy (`pytest -m gpu tests/test_gpu.py`, but those of step 2) against float64
@@ -41,10 +41,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DRY = os.environ.get("GPU_CHECK_DRY") == "1"
 # Sized to end within 10 minutes in all (the device tool's lease is 15 minutes, starts included).
-PERSISTENT_TIMEOUT_S = 100
-W_ON_CHIP_TIMEOUT_S = 40
+PERSISTENT_TIMEOUT_S = 80
+SWITCHES_TIMEOUT_S = 70
 BENCH_TIMEOUT_S = 220
-TEST_TIMEOUT_S = 160
+TEST_TIMEOUT_S = 150
 PROFILE_TIMEOUT_S = 25
 REGULARIZERS_TIMEOUT_S = 35
 MEMORY_TIMEOUT_S = 20
@@ -117,10 +117,9 @@ def main() -> int:
     pytest = [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider"]
     persistent_ok = step("Persistent strategy: GPU tests", [*pytest, "tests/test_persistent.py", ON_CHIP_TESTS],
                          PERSISTENT_TIMEOUT_S)
-    # Informational: what W_hh on chip (opt-in, FUSEDRNN_W_ON_CHIP) gains, what tf32x3 (FUSEDRNN_TF32X3) costs.
-    step("W_hh on chip, tf32x3: timing",
-         [sys.executable, "benchmarks/profile_steps.py", "--only-w-on-chip", "--tf32x3"], W_ON_CHIP_TIMEOUT_S,
-         bounded_barriers=not persistent_ok)
+    # Informational: what each opt-in switch (W_hh on chip, tf32x3, the two-stage K loop) gains or costs.
+    step("Opt-in switches: timing", [sys.executable, "benchmarks/profile_steps.py", "--only-switches"],
+         SWITCHES_TIMEOUT_S, bounded_barriers=not persistent_ok)
     bench_args = ["--dry-run"] if DRY else ["--grid", "gpu-check"]
     # Timed as users run it (unbounded barrier waits, no check after each launch) once the barrier has
     # passed its tests; bounded otherwise, so that a broken barrier cannot hang the run.

@@ -11,11 +11,10 @@
    Triton's JIT launches and with direct launches (FUSEDRNN_DIRECT_LAUNCH) side by side.
 3. --sweep: forward and forward+backward time of the persistent strategy for several tile shapes and
    pipeline depths (patching `tiles.choose`), each checked against the default tiles' outputs.
-4. --w-on-chip (--only-w-on-chip: this alone): the persistent strategy with W_hh read from L2 at every step
-   and kept on chip (FUSEDRNN_W_ON_CHIP), forward and forward+backward, where each kernel kept W_hh, and the
-   outputs' difference.
-5. --tf32x3: float32 products in TF32 and in tf32x3 (FUSEDRNN_TF32X3), the persistent strategy's time and its
-   largest error of the outputs and every gradient against float64, beside cuDNN's (LSTM fp32).
+4. --switches (--only-switches: this alone): the persistent strategy with each opt-in switch against the default,
+   LSTM in bf16 (FUSEDRNN_W_ON_CHIP, FUSEDRNN_K_STAGES=2) and fp32 (those, FUSEDRNN_TF32X3, and it with two stages):
+   forward and forward+backward time, the largest error of the outputs and every gradient against float64
+   beside cuDNN's, and where each kernel read W_hh.
 Run by `make gpu-check` after the benchmarks; GPU_CHECK_DRY=1 runs it on the CPU in Triton's interpreter
 at a tiny shape.
 """
@@ -154,69 +153,55 @@ def sweep_tiles(case: Case, device: torch.device, repeats: int) -> int:
     return failed
 
 
-def time_w_on_chip(case: Case, device: torch.device, repeats: int) -> int:
-    """Forward and forward+backward medians of the persistent strategy with W_hh from L2 (the default) and on
-    chip, the placement each kernel got, and the largest output difference relative to the output's scale.
-    Returns how many of the two runs failed."""
-    runner = PROVIDERS["fusedrnn-persistent"].build(case, make_template(case, device))
-    inputs = draw_inputs(case, device, seed=1)
-    print(f"\n{case.label} | fusedrnn-persistent, W_hh from L2 / on chip (median of {repeats})")
-    default, outputs, failed = persistent.W_ON_CHIP, {}, 0
-    try:
-        for on_chip in (False, True):
-            persistent.W_ON_CHIP = on_chip
-            persistent.STRATEGY.w_hh_placement = {}
-            label = "  W_hh on chip" if on_chip else "  W_hh from L2"
-            try:
-                forward = time_call(forward_only(runner), [inputs], warmup=1, repeats=repeats, device=device)
-                both = time_call(forward_backward(runner), [inputs], warmup=1, repeats=repeats, device=device)
-                with torch.no_grad():
-                    outputs[on_chip] = runner.forward(inputs.x, inputs.states)[0].float()
-                placement = ", ".join(f"{name.split('_')[0]}: {where}"
-                                      for name, where in persistent.STRATEGY.w_hh_placement.items())
-                print(f"{label}: forward {forward.median_ms:8.3f} ms ({forward.median_ms * 1000 / case.seq_len:6.2f} "
-                      f"us/step), fwd+bwd {both.median_ms:8.3f} ms [{placement}]", flush=True)
-            except Exception as error:  # report it, go on with the next, then fail
-                failed += 1
-                print(f"{label}: FAILED {type(error).__name__}: {str(error).strip().splitlines()[0][:200]}")
-    finally:
-        persistent.W_ON_CHIP = default
-    if len(outputs) == 2:
-        error = float((outputs[True] - outputs[False]).abs().max() / outputs[False].abs().max())
-        print(f"  on chip vs from L2: largest difference {error:.1e} of the output's scale")
-    return failed
+# The opt-in switches timed against the default, per dtype: (label, {(module, attribute): value}).
+SWITCHES = {
+    torch.bfloat16: [("default (W_hh from L2, K loop 1 stage)", {}),
+                     ("FUSEDRNN_W_ON_CHIP=1", {(persistent, "W_ON_CHIP"): True}),
+                     ("FUSEDRNN_K_STAGES=2", {(tiles, "PERSISTENT_K_STAGES"): 2})],
+    torch.float32: [("default (TF32 products, K loop 1 stage)", {}),
+                    ("FUSEDRNN_W_ON_CHIP=1", {(persistent, "W_ON_CHIP"): True}),
+                    ("FUSEDRNN_TF32X3=1", {(driver, "TF32X3"): True}),
+                    ("FUSEDRNN_K_STAGES=2", {(tiles, "PERSISTENT_K_STAGES"): 2}),
+                    ("FUSEDRNN_TF32X3=1 FUSEDRNN_K_STAGES=2",
+                     {(driver, "TF32X3"): True, (tiles, "PERSISTENT_K_STAGES"): 2})],
+}
 
 
-def time_tf32x3(case: Case, device: torch.device, repeats: int) -> int:
-    """float32 products in TF32 (the default under torch's TF32 flag) and in tf32x3 (FUSEDRNN_TF32X3), the
-    persistent strategy: forward and forward+backward medians, and the largest normwise error of the outputs
-    and every gradient against float64 (cuDNN's beside them on a GPU). Returns how many runs failed."""
+def time_switches(case: Case, device: torch.device, repeats: int) -> int:
+    """The persistent strategy with each opt-in switch of SWITCHES[dtype] against the default: forward and
+    forward+backward medians, the largest normwise error of the outputs and every gradient against float64
+    (cuDNN's beside them on a GPU), where each kernel read W_hh. Returns how many variants failed."""
     template = make_template(case, device)
     inputs = draw_inputs(case, device, seed=1)
     expected = reference_results(case, template, inputs)
     runner = PROVIDERS["fusedrnn-persistent"].build(case, template)
-    print(f"\n{case.label} | fusedrnn-persistent, float32 products in TF32 / tf32x3 (median of {repeats}), "
-          f"TF32 flag {torch.backends.cudnn.allow_tf32}")
+    print(f"\n{case.label} | fusedrnn-persistent, opt-in switches (median of {repeats}; TF32 flag "
+          f"{torch.backends.cudnn.allow_tf32}; error: largest normwise error against float64, and where)")
     if device.type == "cuda":
         cudnn = GradCheck(measure(outputs_and_gradients(PROVIDERS["cudnn"].build(case, template), inputs, case),
                                   expected, case.dtype), [])
-        print(f"  cuDNN: error {cudnn.rel:.2e} ({cudnn.worst})")
-    default, failed = driver.TF32X3, 0
-    try:
-        for tf32x3 in (False, True):
-            driver.TF32X3 = tf32x3
-            label = "  tf32x3" if tf32x3 else "  TF32  "
-            try:
-                forward = time_call(forward_only(runner), [inputs], warmup=1, repeats=repeats, device=device)
-                both = time_call(forward_backward(runner), [inputs], warmup=1, repeats=repeats, device=device)
-                check = GradCheck(measure(outputs_and_gradients(runner, inputs, case), expected, case.dtype), [])
-                print(f"{label}: forward {forward.median_ms:8.3f} ms, fwd+bwd {both.median_ms:8.3f} ms, "
-                      f"error {check.rel:.2e} ({check.worst})", flush=True)
-            except Exception as error:  # report it, go on with the next, then fail
-                failed += 1
-                print(f"{label}: FAILED {type(error).__name__}: {str(error).strip().splitlines()[0][:200]}")
-    finally:
-        driver.TF32X3 = default
+        print(f"  {'cuDNN':40}: error {cudnn.rel:.2e} ({cudnn.worst})")
+    failed = 0
+    for label, settings in SWITCHES[case.dtype]:
+        saved = {key: getattr(*key) for key in settings}
+        try:
+            for (module, name), value in settings.items():
+                setattr(module, name, value)
+            persistent.STRATEGY.w_hh_placement = {}
+            forward = time_call(forward_only(runner), [inputs], warmup=1, repeats=repeats, device=device)
+            both = time_call(forward_backward(runner), [inputs], warmup=1, repeats=repeats, device=device)
+            check = GradCheck(measure(outputs_and_gradients(runner, inputs, case), expected, case.dtype), [])
+            placement = ", ".join(f"{name.split('_')[0]}: {where}"
+                                  for name, where in persistent.STRATEGY.w_hh_placement.items())
+            print(f"  {label:40}: forward {forward.median_ms:8.3f} ms ({forward.median_ms * 1000 / case.seq_len:6.2f} "
+                  f"us/step), fwd+bwd {both.median_ms:8.3f} ms, error {check.rel:.2e} ({check.worst}) [{placement}]",
+                  flush=True)
+        except Exception as error:  # report it, go on with the next, then fail
+            failed += 1
+            print(f"  {label:40}: FAILED {type(error).__name__}: {str(error).strip().splitlines()[0][:200]}")
+        finally:
+            for (module, name), value in saved.items():
+                setattr(module, name, value)
     return failed
 
 
@@ -230,33 +215,28 @@ def main() -> int:
     parser.add_argument("--sweep-shapes", default="3x37x7" if DRY else "64x512x512,16x768x1024")
     parser.add_argument("--sweep-dtypes", default="float32" if DRY else "bfloat16")
     parser.add_argument("--only-sweep", action="store_true", help="the sweep alone (implies --sweep)")
-    parser.add_argument("--w-on-chip", action="store_true", help="also time W_hh on chip against from L2 (LSTM)")
-    parser.add_argument("--w-on-chip-shapes", default="3x16x7" if DRY else "64x512x512,16x1024x512")
-    parser.add_argument("--w-on-chip-dtypes", default="float32" if DRY else "bfloat16")
-    parser.add_argument("--only-w-on-chip", action="store_true", help="W_hh on chip alone (implies --w-on-chip)")
-    parser.add_argument("--tf32x3", action="store_true", help="also time float32 products in TF32 and tf32x3")
-    parser.add_argument("--tf32x3-shapes", default="3x16x7" if DRY else "64x512x512,16x256x512")
+    parser.add_argument("--switches", action="store_true",
+                        help="also time the opt-in switches (W_hh on chip, tf32x3, two-stage K loop), LSTM")
+    parser.add_argument("--switch-shapes", default="3x16x7" if DRY else "64x512x512,16x1024x512",
+                        help="BxHxT list, each in bf16 and fp32")
+    parser.add_argument("--only-switches", action="store_true", help="the switches alone (implies --switches)")
     args = parser.parse_args()
     device = torch.device("cpu" if DRY else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         print("profile_steps needs a CUDA GPU; GPU_CHECK_DRY=1 runs it on the CPU at a tiny shape.")
         return 2
-    if args.only_w_on_chip:
-        args.w_on_chip = True
+    if args.only_switches:
+        args.switches = True
     elif args.only_sweep:
         args.sweep = True
     else:
         profile_all(args, device)
     failed = 0
-    if args.w_on_chip:
-        for shape in args.w_on_chip_shapes.split(","):
+    if args.switches:
+        for shape in args.switch_shapes.split(","):
             b, h, t = parse_shape(shape)
-            for dtype in map(parse_dtype, args.w_on_chip_dtypes.split(",")):
-                failed += time_w_on_chip(Case("sequence", "LSTM", dtype, b, h, h, t), device, 2 if DRY else 5)
-    if args.tf32x3:
-        for shape in args.tf32x3_shapes.split(","):
-            b, h, t = parse_shape(shape)
-            failed += time_tf32x3(Case("sequence", "LSTM", torch.float32, b, h, h, t), device, 2 if DRY else 5)
+            for dtype in (torch.bfloat16, torch.float32):
+                failed += time_switches(Case("sequence", "LSTM", dtype, b, h, h, t), device, 2 if DRY else 5)
     if args.sweep:
         for shape in args.sweep_shapes.split(","):
             b, h, t = parse_shape(shape)

@@ -93,10 +93,13 @@ def spin_limit(monkeypatch):
 
 @pytest.mark.gpu
 @gpu_or_dry
-@pytest.mark.parametrize("mode", GATED_MODES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("mode, dtype, k_stages", [
+    *[(mode, dtype, 1) for mode in GATED_MODES for dtype in (torch.float32, torch.bfloat16)],
+    *[(mode, torch.bfloat16, 2) for mode in GATED_MODES],  # the K loop pipelined (FUSEDRNN_K_STAGES=2)
+], ids=str)
 @pytest.mark.usefixtures("spin_limit")
-def test_reruns_are_bitwise_identical(mode, dtype):
+def test_reruns_are_bitwise_identical(monkeypatch, mode, dtype, k_stages):
+    monkeypatch.setattr(tiles, "PERSISTENT_K_STAGES", k_stages)
     B, H, T, reruns = (3, 37, 5, 2) if DRY else (64, 512, 256, 10)
     first, _ = layer_outputs(mode, dtype, B, H, T)
     for _ in range(reruns):
@@ -105,23 +108,29 @@ def test_reruns_are_bitwise_identical(mode, dtype):
 
 
 @pytest.mark.gpu
-@gpu_only
-@pytest.mark.parametrize("tile", [(16, 16), (16, 32), (64, 32)], ids=lambda t: f"{t[0]}x{t[1]}")
+@gpu_or_dry
+@pytest.mark.parametrize("tile, k_stages", [((16, 16), 1), ((16, 32), 1), ((64, 32), 1), ((16, 16), 2)],
+                         ids=lambda t: "x".join(map(str, t)) if isinstance(t, tuple) else f"stages{t}")
 @pytest.mark.parametrize("mode", GATED_MODES)
-def test_program_counts_agree_with_float64(monkeypatch, spin_limit, mode, tile):
-    """128, 64 and 16 programs at B=64, H=512 (T=1024): the same numbers as float64, within bf16 tolerance
-    of cuDNN's own error."""
+def test_program_counts_agree_with_float64(monkeypatch, spin_limit, mode, tile, k_stages):
+    """128, 64 and 16 programs at B=64, H=512 (T=1024), and 128 with the K loop pipelined two deep: the same
+    numbers as float64, within bf16 tolerance of cuDNN's own error."""
     default = tiles.choose
-    monkeypatch.setattr(tiles, "choose", lambda s, B, H, dtype, programs=0: tiles.Tiles(*tile, 64, 4, 1)
-                        if s == "triton-persistent" else default(s, B, H, dtype, programs))
+
+    def choose(strategy, B, H, dtype, programs=0, whole_rows=False):
+        if strategy == "triton-persistent" and not whole_rows:
+            return tiles.Tiles(*tile, 64, 4, k_stages)
+        return default(strategy, B, H, dtype, programs, whole_rows)
+
+    monkeypatch.setattr(tiles, "choose", choose)
     torch.manual_seed(1)
-    B, H, T = 64, 512, 1024
-    layer = getattr(fusedrnn, mode)(H, H, backend="triton-persistent", device="cuda", dtype=torch.bfloat16)
-    reference = getattr(nn, mode)(H, H, device="cuda", dtype=torch.float64)
-    cudnn = getattr(nn, mode)(H, H, device="cuda", dtype=torch.bfloat16)
+    B, H, T = (20, 40, 5) if DRY else (64, 512, 1024)  # in the dry run, tiles cut at both edges
+    layer = getattr(fusedrnn, mode)(H, H, backend="triton-persistent", device=GPU_DEVICE, dtype=torch.bfloat16)
+    reference = getattr(nn, mode)(H, H, device=GPU_DEVICE, dtype=torch.float64)
+    cudnn = getattr(nn, mode)(H, H, device=GPU_DEVICE, dtype=torch.bfloat16)
     reference.load_state_dict(layer.state_dict())
     cudnn.load_state_dict(layer.state_dict())
-    x = torch.randn(T, B, H, device="cuda", dtype=torch.float64)
+    x = torch.randn(T, B, H, device=GPU_DEVICE, dtype=torch.float64)
     expected = reference(x)[0]
     ours = (layer(x.bfloat16())[0].double() - expected).abs().max()
     theirs = (cudnn(x.bfloat16())[0].double() - expected).abs().max()

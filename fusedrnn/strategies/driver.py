@@ -61,7 +61,7 @@ def compute_dtype(dtype: torch.dtype) -> tuple[torch.dtype, object]:
 
 # FUSEDRNN_TF32X3=1: where float32 products would take TF32, take three TF32 products each instead ("tf32x3":
 # about float32's accuracy, still on tensor cores), for a gradient error below cuDNN's TF32. Opt-in until a GPU
-# run has timed it (benchmarks/profile_steps.py --tf32x3).
+# run has timed it (benchmarks/profile_steps.py --switches).
 TF32X3 = os.environ.get("FUSEDRNN_TF32X3", "0") == "1"
 
 

@@ -5,6 +5,7 @@ strategies with the recurrent GEMM in the kernel use tiles of at least 16 x 16. 
 `benchmarks/profile_steps.py --sweep` times alternatives (it patches `choose`).
 """
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +23,15 @@ PERSISTENT_TILES = (
     (32, 32, 8, 64, 64),
     (64, 32, 8, 128, 128),
 )
+# FUSEDRNN_K_STAGES=2: the persistent kernels' K loop (the in-kernel GEMM's chunks) software-pipelined two deep, the
+# next chunk's loads issued before this chunk's dot. Safe across the grid barrier because Triton 3.6 pipelines
+# only innermost loops and the barrier's spin loop keeps the time loop from being one: a pipelined loop inside a
+# step issues its loads after the step's barrier and waits for them before the next (`benchmarks/compile_check.py
+# --k-stages 2` fails a kernel whose time loop got pipelined; tests/test_compile.py). Opt-in until a GPU run has
+# stress-tested and timed it.
+PERSISTENT_K_STAGES = int(os.environ.get("FUSEDRNN_K_STAGES", "1") or 1)
+if PERSISTENT_K_STAGES not in (1, 2, 3):
+    raise ValueError(f"FUSEDRNN_K_STAGES={PERSISTENT_K_STAGES}: the persistent K loop's depth is 1, 2 or 3")
 # Not a strategy: the cells' one-launch step (single_step.py), whatever their backend names.
 SINGLE_STEP = "single-step"
 PERSISTENT_SHAPES = tuple((block_b, block_h) for block_b, block_h, *_ in PERSISTENT_TILES)
@@ -99,8 +109,8 @@ def _choose(strategy: str, B: int, H: int, dtype: torch.dtype, programs: int) ->
         candidates = [tile for tile in PERSISTENT_TILES if tile[1] <= max(16, triton.next_power_of_2(H))]
         fits = [tile for tile in candidates if triton.cdiv(B, tile[0]) * triton.cdiv(H, tile[1]) <= max(programs, 1)]
         block_b, block_h, warps, chunk_16bit, chunk_32bit = (fits or candidates[-1:])[0]
-        # One pipeline stage: no load may be issued before the grid barrier that orders it (a known Triton
-        # hazard with pipelined loops around waits; see the research notes).
+        # One pipeline stage unless FUSEDRNN_K_STAGES says otherwise: no load may be issued before the grid
+        # barrier that orders it (a Triton hazard with pipelined loops around waits; see the research notes).
         chunk = chunk_16bit if dtype.itemsize == 2 else chunk_32bit
-        return Tiles(block_b, block_h, chunk, warps, num_stages=1)
+        return Tiles(block_b, block_h, chunk, warps, num_stages=PERSISTENT_K_STAGES)
     raise ValueError(f"no tiles for strategy {strategy!r}")
