@@ -199,7 +199,12 @@ def test_cell_against_torch(backend, mode, dtype):
 
 
 @pytest.mark.skipif(DRY, reason="auto picks torch on the CPU")
-def test_auto_backend_runs_triton_on_cuda(monkeypatch):
+def test_auto_backend_runs_what_the_table_says_for_this_card(monkeypatch):
+    """auto on CUDA runs the fused kernels where the committed dispatch table picks a Triton strategy for this
+    GPU model and shape, and torch's (cuDNN) where it picks torch: the H100's table is all torch, the H200's
+    picks the persistent strategy at small B and H in float32."""
+    from fusedrnn.strategies import dispatch
+
     monkeypatch.delenv("FUSEDRNN_BACKEND", raising=False)
     calls = []
     import fusedrnn.nn.rnn as rnn_module
@@ -207,7 +212,8 @@ def test_auto_backend_runs_triton_on_cuda(monkeypatch):
     real = rnn_module.fused_rnn_forward
     monkeypatch.setattr(rnn_module, "fused_rnn_forward", lambda *a: calls.append(1) or real(*a))
     fusedrnn.LSTM(8, 8).cuda()(torch.randn(3, 2, 8, device="cuda"))
-    assert calls == [1]
+    picked = dispatch.lookup(torch.cuda.get_device_name(), "sequence", "LSTM", torch.float32, 2, 8)
+    assert calls == ([] if picked == "torch" else [1]), picked
 
 
 @pytest.mark.skipif(DRY, reason="the autotuner measures with CUDA events")
