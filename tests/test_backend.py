@@ -59,10 +59,12 @@ def test_environment_variable_selects_the_kernels(monkeypatch):
     ("NVIDIA H200", "sequence", "LSTM", torch.bfloat16, 48, 400, "triton-persistent"),  # nearest: 64 x 512
     ("NVIDIA H200", "sequence", "LSTM", torch.bfloat16, 256, 1024, "torch"),
     ("NVIDIA H100 80GB HBM3", "step", "GRU", torch.float32, 64, 512, "torch"),
-    # Nothing measured for this GPU model or cell/dtype: the strategies shown correct on GPUs.
-    ("Some Future GPU", "sequence", "LSTM", torch.bfloat16, 64, 512, "triton-fusedstep"),
-    ("Some Future GPU", "sequence", "GRU", torch.float32, 64, 512, "triton"),
-    ("NVIDIA H200", "sequence", "LSTM", torch.float64, 64, 512, "triton"),
+    # Nothing measured for this GPU model, cell or dtype: torch's own (cuDNN), never a strategy slower than it.
+    ("Some Future GPU", "sequence", "LSTM", torch.bfloat16, 64, 512, "torch"),
+    ("Some Future GPU", "sequence", "GRU", torch.float32, 64, 512, "torch"),
+    ("NVIDIA H200", "sequence", "GRU", torch.bfloat16, 64, 512, "torch"),
+    ("NVIDIA H200", "sequence", "RNN_TANH", torch.float32, 64, 512, "torch"),
+    ("NVIDIA H200", "sequence", "LSTM", torch.float64, 64, 512, "torch"),
 ])
 def test_auto_picks_what_the_dispatch_table_measured(monkeypatch, gpu, kind, mode, dtype, batch, hidden, picked):
     monkeypatch.delenv("FUSEDRNN_BACKEND", raising=False)

@@ -74,6 +74,91 @@ def test_tiles_fit_the_multiprocessors():
     assert (many.block_b, many.block_h) == tiles.PERSISTENT_SHAPES[-1]
 
 
+# ---- The GPU-only decisions, on the CPU with a stand-in device (what a GPU run would otherwise be first to try) ----
+H200 = {"multiprocessor_count": 132, "max_shared_mem": 232448, "max_num_regs": 65536}
+
+
+def gpu_loop(B, H, dtype, **flags):
+    """A forward time loop as the driver hands it over on a GPU (tensors are not needed to decide)."""
+    from fusedrnn.strategies.kernels import forward_kernel
+    from fusedrnn.strategies.launch import TimeLoop
+
+    return TimeLoop(forward_kernel, {}, {"GATES": 4, "W_ON_CHIP": 0, **flags}, 8, B, H, dtype, torch.device("cuda"))
+
+
+@pytest.fixture
+def stand_in_gpu(monkeypatch):
+    """The persistent strategy believing it runs on an H200: no interpreter, its device properties, a record
+    of what it launched (grid, tiles, W_ON_CHIP) or ran per step."""
+    launched = []
+    monkeypatch.setattr(persistent, "interpreter_enabled", lambda: False)
+    monkeypatch.setattr(persistent, "device_properties", lambda device: H200)
+    monkeypatch.setattr(persistent.Persistent, "_launch",
+                        lambda self, loop, t, programs: launched.append(("persistent", programs, t,
+                                                                         loop.flags["W_ON_CHIP"])))
+    monkeypatch.setattr(persistent, "run_per_step", lambda loop, t, programs=0: launched.append(("per step", t)))
+    monkeypatch.setattr(persistent.STRATEGY, "w_hh_placement", {})
+    return launched
+
+
+def test_on_a_gpu_one_program_per_tile_up_to_the_multiprocessors(stand_in_gpu, monkeypatch):
+    monkeypatch.setattr(persistent, "resident_programs", lambda loop, t: 132)
+    persistent.STRATEGY.run(gpu_loop(64, 512, torch.bfloat16))
+    persistent.STRATEGY.run(gpu_loop(4096, 4096, torch.bfloat16))  # more tiles than SMs: 132 programs loop over them
+    (kind, programs, t, on_chip), (_, many, _, _) = stand_in_gpu
+    assert (kind, programs, t.count(64, 512), on_chip) == ("persistent", 128, 128, 0)
+    assert many == 132
+
+
+def test_on_a_gpu_a_kernel_that_cannot_be_co_resident_runs_per_step(stand_in_gpu, monkeypatch):
+    monkeypatch.setattr(persistent, "resident_programs", lambda loop, t: 127)  # one short of 128
+    with pytest.warns(UserWarning, match="one launch per step"):
+        persistent.STRATEGY.run(gpu_loop(64, 512, torch.bfloat16))
+    assert [entry[0] for entry in stand_in_gpu] == ["per step"]
+
+
+@pytest.mark.parametrize("B, H, dtype, resident, properties, placed", [
+    (64, 512, torch.bfloat16, 132, H200, "on chip"),  # 64 KB slice + 16 KB of h
+    (16, 1024, torch.bfloat16, 132, H200, "on chip"),  # 128 + 32 KB
+    (16, 1024, torch.float32, 132, H200, "exceed 227 KB of shared memory"),  # 256 + 64 KB
+    (64, 512, torch.bfloat16, 132, {**H200, "max_shared_mem": 64 * 1024}, "exceed 64 KB"),
+    (64, 512, torch.bfloat16, 100, H200, "does not fit 128 programs"),  # the compiled kernel's occupancy
+    (512, 1024, torch.bfloat16, 132, H200, "256 tiles for 132 programs"),  # past the largest tiles: programs loop
+], ids=["bf16-512", "bf16-1024", "fp32-1024", "small-shared", "occupancy", "tiles"])
+def test_on_a_gpu_w_on_chip_only_where_it_fits(stand_in_gpu, monkeypatch, B, H, dtype, resident, properties, placed):
+    monkeypatch.setattr(persistent, "W_ON_CHIP", True)
+    monkeypatch.setattr(persistent, "device_properties", lambda device: properties)
+    monkeypatch.setattr(persistent, "resident_programs", lambda loop, t: resident if loop.flags["W_ON_CHIP"] else 132)
+    persistent.STRATEGY.run(gpu_loop(B, H, dtype))
+    where = persistent.STRATEGY.w_hh_placement["forward_kernel"]
+    assert (where == "on chip") if placed == "on chip" else (placed in where), where
+    assert stand_in_gpu[-1][3] == (triton.next_power_of_2(H) if placed == "on chip" else 0)
+
+
+class CompiledStandIn:
+    """What _occupancy reads of a compiled kernel."""
+
+    def __init__(self, regs, spills, shared, fits=True):
+        self.n_regs, self.n_spills, self.metadata = regs, spills, type("Meta", (), {"shared": shared})()
+        self.fits = fits
+
+    def _init_handles(self):
+        if not self.fits:
+            raise triton.runtime.errors.OutOfResources(300000, 232448, "shared memory")
+
+
+def test_occupancy_from_registers_shared_memory_and_threads(monkeypatch):
+    monkeypatch.setattr(persistent, "device_properties", lambda device: H200)
+    cuda = torch.device("cuda")
+    # registers: 65536 // (128 * 32 * 4) = 4 per SM; shared: 232448 // 40960 = 5; threads: 2048 // 128 = 16.
+    assert persistent._occupancy(CompiledStandIn(128, 0, 40960), 4, cuda) == 4 * 132
+    # shared memory decides: 232448 // 98304 = 2 per SM.
+    assert persistent._occupancy(CompiledStandIn(64, 0, 98304), 4, cuda) == 2 * 132
+    with pytest.warns(UserWarning, match="spills 8 registers"):
+        assert persistent._occupancy(CompiledStandIn(255, 8, 0), 8, cuda) == 1 * 132  # 65536 // (255 * 256)
+    assert persistent._occupancy(CompiledStandIn(64, 0, 300000, fits=False), 4, cuda) == 0
+
+
 def layer_outputs(mode, dtype, B, H, T, seed=0):
     """Output, final states and every gradient of a persistent layer (fixed weights and inputs)."""
     torch.manual_seed(seed)

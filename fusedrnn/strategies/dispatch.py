@@ -5,8 +5,10 @@ that `make gpu-check` commits under benchmarks/results/: per GPU model, kind (a 
 cell step), cell, dtype and measured (batch, hidden) point, the fastest implementation whose gradient
 check passed in that run: a Triton strategy's backend value, or "torch" when torch's own (cuDNN, cuBLAS)
 was fastest. `auto` takes the measured point nearest to the call's (batch, hidden) on the same GPU model,
-cell and dtype (distance in log2 of each); where the table has nothing for them, the SAFE_DEFAULT below.
-The opt-in autotuner (fusedrnn/strategies/autotune.py) measures on the user's own card instead.
+cell and dtype (distance in log2 of each); where the table has nothing for them (another GPU model, a dtype
+or cell not measured on it, float64), torch's own: on every GPU measured so far the per-step strategies ran
+at 0.3-0.6x cuDNN, so a fused default where nothing was measured would more likely halve a user's speed
+than raise it. The opt-in autotuner (fusedrnn/strategies/autotune.py) measures on the user's own card instead.
 """
 
 import functools
@@ -18,11 +20,7 @@ import torch
 
 TABLE = Path(__file__).with_name("dispatch.json")
 
-# Where no measurement exists: the per-step strategies, which GPU runs showed correct in these dtypes
-# (benchmarks/NOTES.md). float64 always takes the stepwise strategy: no GPU run has checked the others'
-# float64 GEMM in the kernel.
-SAFE_DEFAULT = {torch.bfloat16: "triton-fusedstep", torch.float16: "triton-fusedstep"}
-FALLBACK = "triton"
+UNMEASURED = "torch"  # what auto runs where the table has nothing (see above)
 
 
 @functools.lru_cache(maxsize=1)
@@ -41,18 +39,11 @@ def lookup(gpu: str, kind: str, mode: str, dtype: torch.dtype, batch: int, hidde
 def choose(table: tuple[dict, ...], gpu: str, kind: str, mode: str, dtype: torch.dtype, batch: int,
            hidden: int) -> str:
     """What `lookup` picks from the given table entries (the committed table's, or a test's)."""
-    if not any(e["cell"] == mode for e in table):
-        return "torch"  # a cell no GPU run has checked (the Elman cell so far) runs torch's implementation
-    # The defaults below are GPU-checked for sequences only: the cells' one-launch step
-    # (fusedrnn/strategies/single_step.py) runs where a GPU run measured it, torch's implementation elsewhere.
-    default = SAFE_DEFAULT.get(dtype, FALLBACK) if kind == "sequence" else "torch"
-    if dtype == torch.float64:
-        return default
     dtype_name = str(dtype).removeprefix("torch.")
     measured = [e for e in table
                 if (e["gpu"], e["kind"], e["cell"], e["dtype"]) == (gpu, kind, mode, dtype_name)]
     if not measured:
-        return default
+        return UNMEASURED
 
     def distance(entry: dict) -> float:
         return (math.log2(max(batch, 1) / entry["batch"]) ** 2 + math.log2(max(hidden, 1) / entry["hidden"]) ** 2)

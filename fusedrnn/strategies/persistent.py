@@ -63,7 +63,7 @@ class Persistent:
             else:
                 self._launch(self._place_w_hh(loop, tiles, 1), tiles, 1)
             return
-        multiprocessors = torch.cuda.get_device_properties(loop.device).multi_processor_count
+        multiprocessors = device_properties(loop.device)["multiprocessor_count"]
         tiles = tile_choice.choose(self.name, B, H, loop.dtype, programs=multiprocessors, whole_rows=loop.whole_rows)
         programs = min(tiles.count(B, H), multiprocessors)
         loop = self._place_w_hh(loop, tiles, programs)
@@ -100,7 +100,7 @@ class Persistent:
         # What the compiler puts in shared memory besides the slice: the staging of h's (BLOCK_B, H_pad) rows
         # (benchmarks/compile_check.py --w-on-chip). An estimate that saves a compile; the compiled kernel decides.
         needed = slice_bytes + tiles.block_b * padded * loop.dtype.itemsize
-        shared = triton.runtime.driver.active.utils.get_device_properties(_device_index(loop.device))["max_shared_mem"]
+        shared = device_properties(loop.device)["max_shared_mem"]
         if needed > shared:
             return None, (f"its slice of {slice_bytes >> 10} KB and h's {(needed - slice_bytes) >> 10} KB exceed "
                           f"{shared >> 10} KB of shared memory")
@@ -138,7 +138,7 @@ def _occupancy(compiled, num_warps: int, device: torch.device) -> int:
         compiled._init_handles()
     except triton.runtime.errors.OutOfResources:
         return 0
-    props = triton.runtime.driver.active.utils.get_device_properties(_device_index(device))
+    props = device_properties(device)
     if compiled.n_spills:
         warnings.warn(f"fusedrnn: the persistent kernel spills {compiled.n_spills} registers "
                       f"({compiled.n_regs} per thread); it runs, slower", stacklevel=3)
@@ -150,8 +150,9 @@ def _occupancy(compiled, num_warps: int, device: torch.device) -> int:
     return per_sm * props["multiprocessor_count"]
 
 
-def _device_index(device: torch.device) -> int:
-    return device.index or torch.cuda.current_device()
+def device_properties(device: torch.device) -> dict:
+    """Triton's view of the GPU: multiprocessor_count, max_shared_mem (bytes per block), max_num_regs (per SM)."""
+    return triton.runtime.driver.active.utils.get_device_properties(device.index or torch.cuda.current_device())
 
 
 STRATEGY = Persistent()
