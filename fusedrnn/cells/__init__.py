@@ -1,6 +1,7 @@
 """The recurrent cells, one file each, and the registry keyed by torch's `mode`.
 
-A cell file holds the cell's float64 reference step, its pointwise arithmetic (Triton, on pre-activation
+A cell file holds the cell's reference step in plain torch (`reference_update`, given the input side that
+`input_preactivations` computes for every cell), its pointwise arithmetic (Triton, on pre-activation
 tiles), its Triton step bodies (forward and backward, one tile of one time step, around that arithmetic;
 the strategies in `fusedrnn.strategies` run them over time) and its `Cell` specs,
 `CELLS` (by mode: one file may serve several modes, as the Elman cell serves tanh and relu).
@@ -29,7 +30,9 @@ class Cell:
     gates: int  # gate blocks of H in the input and recurrent projections (LSTM 4, GRU 3)
     saved_blocks: int  # blocks of H the forward saves per time step for the backward
     recurrent_grad_is_input_grad: bool  # the recurrent pre-activation's gradient equals gx's (LSTM, Elman)
-    reference_step: Callable  # (x, states, w_ih, w_hh, b_ih=None, b_hh=None) -> new states, any dtype
+    # (gx, states, w_hh, b_ih=None, b_hh=None, recurrent=None, layer_norm=None) -> new states, any dtype: one
+    # step in plain torch given the input pre-activations gx = input_preactivations(x, w_ih, layer_norm)
+    reference_update: Callable
     forward_step: Any  # Triton: one tile of one forward step (signature in fusedrnn.strategies.kernels)
     backward_step: Any  # Triton: one tile of one backward step
     # Triton: the cell's arithmetic on one tile, which the step bodies above and the one-launch cell step
@@ -38,6 +41,13 @@ class Cell:
     pointwise_backward: Any
     variant: int = 0  # passed to the step bodies as VARIANT, for a file serving several modes (Elman: relu)
     zoneout_saved_blocks: int | None = None  # blocks saved per step with zoneout on, if not saved_blocks
+
+    def reference_step(self, x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=None, layer_norm=None):
+        """One step in plain torch, any dtype. x: (B, I); states: the cell's, each (B, H); recurrent: what the
+        recurrent product reads instead of h (recurrent dropout's h * m), if given; layer_norm: the
+        normalisations' parameters (g_x, b_x, g_h, b_h[, g_c, b_c]), if given. Returns the new states."""
+        return self.reference_update(input_preactivations(x, w_ih, layer_norm), states, w_hh, b_ih, b_hh,
+                                     recurrent=recurrent, layer_norm=layer_norm)
 
     def saved(self, zoneout: bool) -> int:
         """Blocks of H the forward saves per time step, with zoneout on or off."""
@@ -73,6 +83,18 @@ REGISTRY: dict[str, Registered] = {
     "RNN_RELU": Registered("fusedrnn.cells.elman", nn.RNN, nn.RNNCell, states=1, options={"nonlinearity": "relu"}),
 }
 MODES = tuple(REGISTRY)
+
+
+def input_preactivations(x, w_ih, layer_norm=None):
+    """The input side of every cell's step: x W_ih^T (no bias), layer-normalised over its gate blocks with
+    layer_norm's first two parameters when given. For a whole sequence at once (T, B, I) as for a step."""
+    gx = x @ w_ih.t()
+    if layer_norm is None:
+        return gx
+    from fusedrnn.cells.layer_norm import layer_norm as normalise  # a Triton file: imported on first use
+
+
+    return normalise(gx, *layer_norm[0:2])
 
 
 def cell(mode: str) -> Cell:

@@ -35,27 +35,28 @@ from fusedrnn.cells.common import (
 )
 
 
-def _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, recurrent, layer_norm, activation):
+def _reference_update(gx, states, w_hh, b_ih, b_hh, recurrent, layer_norm, activation):
     (h,) = states
-    gx, gh = x @ w_ih.t(), (h if recurrent is None else recurrent) @ w_hh.t()
+    gh = (h if recurrent is None else recurrent) @ w_hh.t()
     if layer_norm is not None:
-        gx, gh = ln.layer_norm(gx, *layer_norm[0:2]), ln.layer_norm(gh, *layer_norm[2:4])
+        gh = ln.layer_norm(gh, *layer_norm[2:4])
     pre = gx + gh
     if b_ih is not None:
         pre = pre + b_ih + b_hh
     return (activation(pre),)
 
 
-def reference_step_tanh(x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=None, layer_norm=None):
-    """One tanh Elman step in plain torch, any dtype. x: (B, I); states: (h,), (B, H); recurrent: what the
-    recurrent product reads instead of h (recurrent dropout's h * m), if given; layer_norm: (g_x, b_x, g_h,
-    b_h), if given: both products normalised over H before the biases. Returns (h',)."""
-    return _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, recurrent, layer_norm, torch.tanh)
+def reference_update_tanh(gx, states, w_hh, b_ih=None, b_hh=None, recurrent=None, layer_norm=None):
+    """One tanh Elman step in plain torch, any dtype, given gx (B, H) = input_preactivations(x, W_ih, layer_norm).
+    states: (h,), (B, H); recurrent: what the recurrent product reads instead of h (recurrent dropout's h * m), if
+    given; layer_norm: (g_x, b_x, g_h, b_h), if given: the recurrent product normalised over H before the biases
+    (gx comes normalised). Returns (h',)."""
+    return _reference_update(gx, states, w_hh, b_ih, b_hh, recurrent, layer_norm, torch.tanh)
 
 
-def reference_step_relu(x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=None, layer_norm=None):
-    """One relu Elman step in plain torch, any dtype; arguments as reference_step_tanh's. Returns (h',)."""
-    return _reference_step(x, states, w_ih, w_hh, b_ih, b_hh, recurrent, layer_norm, torch.relu)
+def reference_update_relu(gx, states, w_hh, b_ih=None, b_hh=None, recurrent=None, layer_norm=None):
+    """One relu Elman step in plain torch, any dtype; arguments as reference_update_tanh's. Returns (h',)."""
+    return _reference_update(gx, states, w_hh, b_ih, b_hh, recurrent, layer_norm, torch.relu)
 
 
 @triton.jit
@@ -169,15 +170,15 @@ def backward_step(
         store_block(dstep_ptr, state_at, 0, H, d_pre, mask)
 
 
-def _spec(mode: str, reference_step, variant: int) -> Cell:
+def _spec(mode: str, reference_update, variant: int) -> Cell:
     return Cell(
         mode=mode, gates=1, saved_blocks=0, zoneout_saved_blocks=1, recurrent_grad_is_input_grad=True,
-        reference_step=reference_step, forward_step=forward_step, backward_step=backward_step,
+        reference_update=reference_update, forward_step=forward_step, backward_step=backward_step,
         pointwise_forward=pointwise_forward, pointwise_backward=pointwise_backward, variant=variant,
     )
 
 
 CELLS = {
-    "RNN_TANH": _spec("RNN_TANH", reference_step_tanh, 0),
-    "RNN_RELU": _spec("RNN_RELU", reference_step_relu, 1),
+    "RNN_TANH": _spec("RNN_TANH", reference_update_tanh, 0),
+    "RNN_RELU": _spec("RNN_RELU", reference_update_relu, 1),
 }

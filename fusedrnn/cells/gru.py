@@ -38,15 +38,15 @@ from fusedrnn.cells.common import (
 )
 
 
-def reference_step(x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=None, layer_norm=None):
-    """One GRU step in plain torch, any dtype. x: (B, I); states: (h,), (B, H); recurrent: what the recurrent
-    product reads instead of h (recurrent dropout's h * m), if given; z * h keeps h. layer_norm: (g_x, b_x, g_h,
-    b_h), if given: both products normalised over their 3H before the biases. Returns (h',)."""
+def reference_update(gx, states, w_hh, b_ih=None, b_hh=None, recurrent=None, layer_norm=None):
+    """One GRU step in plain torch, any dtype, given gx (B, 3H) = input_preactivations(x, W_ih, layer_norm).
+    states: (h,), (B, H); recurrent: what the recurrent product reads instead of h (recurrent dropout's h * m),
+    if given; z * h keeps h. layer_norm: (g_x, b_x, g_h, b_h), if given: the recurrent product normalised over
+    its 3H before the bias (gx comes normalised). Returns (h',)."""
     (h,) = states
-    gx = x @ w_ih.t()
     gh = (h if recurrent is None else recurrent) @ w_hh.t()
     if layer_norm is not None:
-        gx, gh = ln.layer_norm(gx, *layer_norm[0:2]), ln.layer_norm(gh, *layer_norm[2:4])
+        gh = ln.layer_norm(gh, *layer_norm[2:4])
     if b_ih is not None:
         gx, gh = gx + b_ih, gh + b_hh
     x_r, x_z, x_n = gx.chunk(3, dim=1)
@@ -191,7 +191,7 @@ def backward_step(
 CELLS = {
     "GRU": Cell(
         mode="GRU", gates=3, saved_blocks=4, recurrent_grad_is_input_grad=False,
-        reference_step=reference_step, forward_step=forward_step, backward_step=backward_step,
+        reference_update=reference_update, forward_step=forward_step, backward_step=backward_step,
         pointwise_forward=pointwise_forward, pointwise_backward=pointwise_backward,
     ),
 }

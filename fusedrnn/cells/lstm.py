@@ -43,15 +43,15 @@ from fusedrnn.cells.common import (
 )
 
 
-def reference_step(x, states, w_ih, w_hh, b_ih=None, b_hh=None, recurrent=None, layer_norm=None):
-    """One LSTM step in plain torch, any dtype. x: (B, I); states: (h, c), each (B, H); recurrent: what the
-    recurrent product reads instead of h (recurrent dropout's h * m), if given; layer_norm: (g_x, b_x, g_h,
-    b_h, g_c, b_c), if given: gates = LN(x W_ih^T) + LN(h W_hh^T) + biases, h' = o * tanh(LN(c')).
-    Returns (h', c')."""
+def reference_update(gx, states, w_hh, b_ih=None, b_hh=None, recurrent=None, layer_norm=None):
+    """One LSTM step in plain torch, any dtype, given gx (B, 4H) = input_preactivations(x, W_ih, layer_norm):
+    gates = gx + LN(h W_hh^T) + biases, h' = o * tanh(LN(c')) with layer_norm (g_x, b_x, g_h, b_h, g_c, b_c),
+    else without the LNs. states: (h, c), each (B, H); recurrent: what the recurrent product reads instead of h
+    (recurrent dropout's h * m), if given. Returns (h', c')."""
     h, c = states
-    gx, gh = x @ w_ih.t(), (h if recurrent is None else recurrent) @ w_hh.t()
+    gh = (h if recurrent is None else recurrent) @ w_hh.t()
     if layer_norm is not None:
-        gx, gh = ln.layer_norm(gx, *layer_norm[0:2]), ln.layer_norm(gh, *layer_norm[2:4])
+        gh = ln.layer_norm(gh, *layer_norm[2:4])
     gates = gx + gh
     if b_ih is not None:
         gates = gates + b_ih + b_hh
@@ -249,7 +249,7 @@ def backward_step(
 CELLS = {
     "LSTM": Cell(
         mode="LSTM", gates=4, saved_blocks=5, recurrent_grad_is_input_grad=True,
-        reference_step=reference_step, forward_step=forward_step, backward_step=backward_step,
+        reference_update=reference_update, forward_step=forward_step, backward_step=backward_step,
         pointwise_forward=pointwise_forward, pointwise_backward=pointwise_backward,
     ),
 }
