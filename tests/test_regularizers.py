@@ -315,3 +315,27 @@ def test_auto_says_when_a_gpu_layer_runs_the_torch_loop(monkeypatch):
         warnings.simplefilter("error")
         fusedrnn.GRU(4, HIDDEN, backend="auto", recurrent_dropout=P).eval()(torch.randn(5, 3, 4))
     assert calls == []  # at evaluation recurrent dropout is off: torch's own GRU ran
+
+
+def test_auto_keeps_regularised_layers_off_kernels_no_gpu_run_checked(monkeypatch):
+    """Where auto's table picks a Triton strategy (measured on plain layers), a layer with recurrent_dropout,
+    zoneout or layer_norm still runs torch's loop until a GPU run has checked those kernels (and says so); a plain
+    layer and an explicit backend run the kernels; once checked, auto runs them too."""
+    from fusedrnn.strategies import dispatch
+
+    calls = []
+    monkeypatch.setattr("fusedrnn.nn.rnn.fused_rnn_forward", lambda rnn, x, hx, strategy: calls.append(strategy))
+    monkeypatch.setattr("fusedrnn.nn.rnn.resolve", lambda choice, *a: "triton-persistent" if choice == "auto" else choice)
+    meta = torch.empty(5, 3, 4, device="meta")  # stands for a GPU tensor whose table picks the persistent strategy
+    for options in ({"recurrent_dropout": P}, {"zoneout": 0.1}, {"layer_norm": True}):
+        with pytest.warns(UserWarning, match="no GPU run has yet checked these options"):
+            fusedrnn.GRU(4, HIDDEN, backend="auto", **options)(meta)
+        assert calls.pop() == "torch"
+        fusedrnn.GRU(4, HIDDEN, backend="triton-fusedstep", **options)(meta)
+        assert calls.pop() == "triton-fusedstep"
+        monkeypatch.setattr(dispatch, "REGULARISED_KERNELS_CHECKED_ON_GPU", True)
+        fusedrnn.GRU(4, HIDDEN, backend="auto", **options)(meta)
+        assert calls.pop() == "triton-persistent"
+        monkeypatch.setattr(dispatch, "REGULARISED_KERNELS_CHECKED_ON_GPU", False)
+    fusedrnn.GRU(4, HIDDEN, backend="auto", weight_drop=P)(meta)  # DropConnect changes no kernel
+    assert calls.pop() == "triton-persistent"

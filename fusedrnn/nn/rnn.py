@@ -20,15 +20,16 @@ from fusedrnn.nn.backend_option import BackendOption
 from fusedrnn.nn.layer_norm import LayerNormOption
 from fusedrnn.nn.regularizers import Regularizers
 from fusedrnn.nn.stack import fused_rnn_forward
+from fusedrnn.strategies import dispatch
 
 # auto's table (fusedrnn/strategies/dispatch.py) picks torch's implementation at this GPU point, and torch's RNNs
 # cannot run these options; the fused kernels run them, but no GPU run has checked them there yet, so auto keeps
 # to the correct and slow loop and says so (once per call site, warnings' default).
 TORCH_LOOP_UNDER_AUTO = (
     "fusedrnn: recurrent_dropout, zoneout or layer_norm under backend='auto' runs here as a loop of torch ops over "
-    "time, many times slower than a fused layer: auto's table picks torch's implementation for this GPU and shape, "
-    "and no GPU run has yet checked these options in the fused kernels. backend='triton-fusedstep' (or "
-    "'triton-persistent', 'triton') runs them fused (tested under Triton's interpreter)."
+    "time, many times slower than a fused layer: no GPU run has yet checked these options in the fused kernels, so "
+    "auto does not pick them. backend='triton-fusedstep' (or 'triton-persistent', 'triton') runs them fused "
+    "(tested under Triton's interpreter)."
 )
 
 
@@ -71,8 +72,10 @@ class FusedRNNMixin(LayerNormOption, Regularizers, BackendOption):
             implementation = "torch"
         else:
             implementation = resolve(self.backend, data, self.mode, "sequence", batch, self.hidden_size)
+        auto = (self.backend or default_backend()) == "auto"
+        if auto and self.needs_loop() and not dispatch.REGULARISED_KERNELS_CHECKED_ON_GPU:
+            implementation = "torch"  # the table measured plain layers; these kernels are not GPU-checked yet
         if implementation != "torch" or self.needs_loop():
-            auto = (self.backend or default_backend()) == "auto"
             if implementation == "torch" and data.device.type != "cpu" and auto:
                 warnings.warn(TORCH_LOOP_UNDER_AUTO, stacklevel=2)
             return fused_rnn_forward(self, input, hx, implementation)

@@ -21,6 +21,10 @@ import torch
 TABLE = Path(__file__).with_name("dispatch.json")
 
 UNMEASURED = "torch"  # what auto runs where the table has nothing (see above)
+# The table measured plain layers. recurrent_dropout, zoneout and layer_norm change the kernels (compile-time
+# flags), which no GPU run has checked yet: until one does (tests/test_gpu.py's regulariser tests in gpu-check),
+# auto runs such a layer with torch's implementation (a loop of torch ops), and says so on a GPU.
+REGULARISED_KERNELS_CHECKED_ON_GPU = False
 
 
 @functools.lru_cache(maxsize=1)
