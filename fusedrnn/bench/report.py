@@ -1,12 +1,11 @@
 """The markdown summary of a run: speedups per shape, memory, the grad check, fusedrnn's performance
 targets for each fused strategy, and which providers sat out and why. Built from the result rows alone."""
 
-import math
 
 from fusedrnn.bench import speed_bar
 from fusedrnn.bench.grid import PUBLISHED
 from fusedrnn.bench.providers import FUSED_STRATEGIES, PROVIDERS
-from fusedrnn.bench.results import FORWARD, FORWARD_BACKWARD, STEP, STEP_FORWARD_BACKWARD, STEP_PASSES
+from fusedrnn.bench.results import FORWARD, FORWARD_BACKWARD, STEP, STEP_FORWARD_BACKWARD, STEP_PASSES, number
 from fusedrnn.bench.suites import INTERPRETER_NOTE, RunConfig
 
 # fusedrnn's performance targets for every fused strategy on a GPU, forward+backward: speed vs cuDNN,
@@ -14,13 +13,6 @@ from fusedrnn.bench.suites import INTERPRETER_NOTE, RunConfig
 BAR_MIN_SPEEDUP, BAR_MIN_VS_LOOP, BAR_MAX_MEMORY = 0.5, 3.0, 1.2
 CASE_FIELDS = ("cell", "dtype", "batch", "hidden", "seq_len", "input_size", "layers", "bidirectional")
 INTERPRETED_MARK = " †"
-
-
-def _number(value) -> float | None:
-    if value is None or value == "":
-        return None
-    value = float(value)
-    return None if math.isnan(value) else value
 
 
 def _case_key(row: dict) -> tuple:
@@ -53,10 +45,10 @@ def _speed_cell(row: dict | None) -> str:
         return "—"
     if _grad_failed(row):
         return "grad check failed"
-    if _number(row["median_ms"]) is None:
+    if number(row["median_ms"]) is None:
         return "error" if row["grad_ok"] in (None, "") else "not timed"
     mark = INTERPRETED_MARK if INTERPRETER_NOTE in row["note"] else ""
-    speedup = _number(row["speedup_vs_cudnn"])
+    speedup = number(row["speedup_vs_cudnn"])
     prefix = f"{speedup:.3g}x, " if speedup is not None else ""
     return prefix + _ms(row) + mark
 
@@ -84,7 +76,7 @@ def _providers_in(rows: list[dict]) -> list[str]:
 
 def _speed_section(rows: list[dict], pass_name: str, title: str) -> list[str]:
     cases = {key: by for key, by in _by_case(rows, pass_name).items()
-             if any(_number(r["median_ms"]) is not None for r in by.values())}
+             if any(number(r["median_ms"]) is not None for r in by.values())}
     if not cases:
         return []
     baseline = next(iter(next(iter(cases.values())).values()))["baseline"]
@@ -93,7 +85,7 @@ def _speed_section(rows: list[dict], pass_name: str, title: str) -> list[str]:
     for by in cases.values():
         any_row = next(iter(by.values()))
         base = by.get(baseline)
-        base_text = _ms(base) if base is not None and _number(base["median_ms"]) is not None else _speed_cell(base)
+        base_text = _ms(base) if base is not None and number(base["median_ms"]) is not None else _speed_cell(base)
         body.append([_case_label(any_row), base_text, *(_speed_cell(by.get(p)) for p in others)])
     header = ["case", f"{baseline} (baseline)", *others]
     return [f"## {title}", "", f"Speedup = {baseline} median / provider median (above 1: faster than {baseline}).", "",
@@ -104,7 +96,7 @@ def _memory_section(rows: list[dict], config: RunConfig) -> list[str]:
     if "memory" not in config.suites:
         return []
     cases = {key: by for key, by in _by_case(rows, FORWARD_BACKWARD).items()
-             if any(_number(r["peak_mem_mb"]) is not None for r in by.values())}
+             if any(number(r["peak_mem_mb"]) is not None for r in by.values())}
     if not cases:
         return ["## Peak memory, forward+backward", "", "Measured on CUDA only (torch.cuda.max_memory_allocated); "
                 "this run had none.", ""]
@@ -116,13 +108,13 @@ def _memory_section(rows: list[dict], config: RunConfig) -> list[str]:
             return "—"
         if _grad_failed(row):
             return "grad check failed"
-        peak, ratio = _number(row["peak_mem_mb"]), _number(row["mem_vs_cudnn"])
+        peak, ratio = number(row["peak_mem_mb"]), number(row["mem_vs_cudnn"])
         if peak is None:
             return "—"
         return (f"{ratio:.2f}x, " if ratio is not None else "") + f"{peak:.1f} MB"
 
     def base_cell(row):
-        peak = _number(row["peak_mem_mb"]) if row is not None else None
+        peak = number(row["peak_mem_mb"]) if row is not None else None
         return f"{peak:.1f} MB" if peak is not None else "—"
 
     body = [[_case_label(next(iter(by.values()))), base_cell(by.get(baseline)), *(cell(by.get(p)) for p in others)]
@@ -144,10 +136,10 @@ def _grad_section(rows: list[dict]) -> list[str]:
     def cell(row):
         if row is None:
             return "—"
-        rel = _number(row["rel_err"])
+        rel = number(row["rel_err"])
         if rel is None:
             return "error"
-        ratio = _number(row["err_vs_reference_ratio"])
+        ratio = number(row["err_vs_reference_ratio"])
         verdict = "FAIL" if _grad_failed(row) else "ok"
         return f"{verdict} {rel:.2g}" + (f" ({ratio:.2g}x)" if ratio is not None else "")
 
@@ -168,18 +160,18 @@ def _verdict(value: float | None, passes) -> str:
 
 def _bar_section(rows: list[dict], device_type: str, provider: str) -> list[str]:
     cases = {key: by for key, by in _by_case(rows, FORWARD_BACKWARD).items()
-             if provider in by and _number(by[provider]["median_ms"]) is not None}
+             if provider in by and number(by[provider]["median_ms"]) is not None}
     if not cases:
         return []
     body = []
     for by in cases.values():
         row = by[provider]
-        speedup = _number(row["speedup_vs_cudnn"])
+        speedup = number(row["speedup_vs_cudnn"])
         loop = by.get("cell-loop")
         vs_loop = None
-        if loop is not None and _number(loop["median_ms"]) is not None:
+        if loop is not None and number(loop["median_ms"]) is not None:
             vs_loop = float(loop["median_ms"]) / float(row["median_ms"])
-        memory = _number(row["mem_vs_cudnn"])
+        memory = number(row["mem_vs_cudnn"])
         checks = [
             _verdict(speedup, lambda v: v >= BAR_MIN_SPEEDUP),
             _verdict(vs_loop, lambda v: v >= BAR_MIN_VS_LOOP),
@@ -204,7 +196,7 @@ def _published_section(rows: list[dict]) -> list[str]:
                 and int(row["layers"]) == 1 and row["bidirectional"] in (False, "False"))
 
     ours = [r for r in rows if r["pass"] in (FORWARD, FORWARD_BACKWARD) and matches(r)
-            and _number(r["median_ms"]) is not None]
+            and number(r["median_ms"]) is not None]
     if not ours:
         return []
     lines = ["## Published reference point (not our measurement)", "",

@@ -25,6 +25,14 @@ STEP_FORWARD_BACKWARD = "step forward+backward"
 STEP_PASSES = (STEP, STEP_FORWARD_BACKWARD)
 
 
+def number(value) -> float | None:
+    """A row's numeric field as a float, None where it is empty or NaN (in memory or read back from a CSV)."""
+    if value is None or value == "":
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
 def new_row(provider: str, case: Case, pass_name: str, baseline: str) -> dict:
     row = dict.fromkeys(COLUMNS)
     row.update(

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from fusedrnn.bench.grid import PUBLISHED
+from fusedrnn.bench.results import number
 from fusedrnn.strategies import LABELS, dispatch
 
 MIN_GEOMEAN = {"LSTM": 1.25, "GRU": 1.5}
@@ -32,13 +33,6 @@ DTYPES = ("float32", "bfloat16")
 SEQ_LEN = 512
 AUTO = "fusedrnn-auto"
 PROVIDER_OF = {name: f"fusedrnn-{label}" for name, label in LABELS.items()} | {"torch": "cudnn"}
-
-
-def _number(value) -> float | None:
-    if value is None or value == "":
-        return None
-    value = float(value)
-    return None if math.isnan(value) else value
 
 
 def _single_layer(row: dict) -> bool:
@@ -52,7 +46,7 @@ def _index(rows: list[dict]) -> dict[tuple, dict]:
 
 
 def _timed(row: dict | None) -> bool:
-    return row is not None and str(row["grad_ok"]) == "True" and _number(row["median_ms"]) is not None
+    return row is not None and str(row["grad_ok"]) == "True" and number(row["median_ms"]) is not None
 
 
 def _auto_provider(table, gpu: str, cell: str, dtype: str, batch: int, hidden: int) -> str:
@@ -68,7 +62,7 @@ def _row(index, provider: str, pass_: str, point: tuple, table, gpu: str) -> dic
 
 def _ratio(row: dict, field: str) -> float | None:
     """A row's ratio to cuDNN; cuDNN's own row (auto picking torch's) is 1 by definition."""
-    return 1.0 if row["provider"] == "cudnn" else _number(row[field])
+    return 1.0 if row["provider"] == "cudnn" else number(row[field])
 
 
 def _label(point: tuple) -> str:
@@ -107,7 +101,7 @@ def evaluate(rows: list[dict], provider: str, table=(), gpu: str = "") -> dict:
     result["published"] = {}
     for pass_ in ("forward", "forward+backward"):
         row = _row(index, provider, pass_, published, table, gpu)
-        result["published"][pass_] = _number(row["median_ms"]) if _timed(row) else None
+        result["published"][pass_] = number(row["median_ms"]) if _timed(row) else None
     return result
 
 
