@@ -51,6 +51,14 @@ def gpu_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device)
 
 
+def regularised_kernels_checked() -> bool:
+    """Whether a GPU run has checked the kernels that recurrent_dropout, zoneout and layer_norm change, so that
+    auto may run them (fusedrnn/strategies/dispatch.py)."""
+    from fusedrnn.strategies import dispatch
+
+    return dispatch.REGULARISED_KERNELS_CHECKED_ON_GPU
+
+
 def resolve(backend: str | None, tensor: torch.Tensor, mode: str = "LSTM", kind: str = "sequence",
             batch: int = 1, hidden: int = 1) -> str:
     """The implementation that runs for this backend choice and input: "torch" or one of TRITON_BACKENDS.

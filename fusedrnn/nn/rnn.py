@@ -14,13 +14,19 @@ import warnings
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
-from fusedrnn._backend import STEPWISE, TRITON_BACKENDS, default_backend, interpreter_enabled, resolve
+from fusedrnn._backend import (
+    STEPWISE,
+    TRITON_BACKENDS,
+    default_backend,
+    interpreter_enabled,
+    regularised_kernels_checked,
+    resolve,
+)
 from fusedrnn.gradient_flow import check_clip
 from fusedrnn.nn.backend_option import BackendOption
 from fusedrnn.nn.layer_norm import LayerNormOption
 from fusedrnn.nn.regularizers import Regularizers
 from fusedrnn.nn.stack import fused_rnn_forward
-from fusedrnn.strategies import dispatch
 
 # auto's table (fusedrnn/strategies/dispatch.py) picks torch's implementation at this GPU point, and torch's RNNs
 # cannot run these options; the fused kernels run them, but no GPU run has checked them there yet, so auto keeps
@@ -73,7 +79,7 @@ class FusedRNNMixin(LayerNormOption, Regularizers, BackendOption):
         else:
             implementation = resolve(self.backend, data, self.mode, "sequence", batch, self.hidden_size)
         auto = (self.backend or default_backend()) == "auto"
-        if auto and self.needs_loop() and not dispatch.REGULARISED_KERNELS_CHECKED_ON_GPU:
+        if auto and self.needs_loop() and not regularised_kernels_checked():
             implementation = "torch"  # the table measured plain layers; these kernels are not GPU-checked yet
         if implementation != "torch" or self.needs_loop():
             if implementation == "torch" and data.device.type != "cpu" and auto:
