@@ -12,7 +12,7 @@ benchmarks/results/<GPU>_<date>_quality*, and a tar of them to $OUT when that is
   GPU_QUALITY_MINUTES  the fits' wall-clock budget (default 4)
   FUSEDRNN_DATA        the data folder (default ../shared/data; see its README)
   GPU_CHECK_DRY=1      the same path on the CPU: a few batches, backend=torch, results under dry-run/
-  --backend B          the fused layers' backend for the fits (default auto: Triton on CUDA)
+  --backend B          the fused layers' backend for the fits (default auto: what its table picks for this GPU)
 """
 
 import argparse
