@@ -1,7 +1,6 @@
 """The markdown summary of a run: speedups per shape, memory, the grad check, fusedrnn's performance
 targets for each fused strategy, and which providers sat out and why. Built from the result rows alone."""
 
-
 from fusedrnn.bench import speed_bar
 from fusedrnn.bench.grid import PUBLISHED
 from fusedrnn.bench.providers import FUSED_STRATEGIES, PROVIDERS

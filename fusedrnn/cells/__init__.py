@@ -93,7 +93,6 @@ def input_preactivations(x, w_ih, layer_norm=None):
         return gx
     from fusedrnn.cells.layer_norm import layer_norm as normalise  # a Triton file: imported on first use
 
-
     return normalise(gx, *layer_norm[0:2])
 
 

@@ -28,9 +28,9 @@ from fusedrnn.nn.layer_norm import LayerNormOption
 from fusedrnn.nn.regularizers import Regularizers
 from fusedrnn.nn.stack import fused_rnn_forward
 
-# auto's table (fusedrnn/strategies/dispatch.py) picks torch's implementation at this GPU point, and torch's RNNs
-# cannot run these options; the fused kernels run them, but no GPU run has checked them there yet, so auto keeps
-# to the correct and slow loop and says so (once per call site, warnings' default).
+# torch's RNNs cannot run these options; the fused kernels run them, but no GPU run has checked them there yet
+# (auto's table, fusedrnn/strategies/dispatch.py, measured plain layers), so auto keeps to the correct and slow
+# loop and says so (once per call site, warnings' default).
 TORCH_LOOP_UNDER_AUTO = (
     "fusedrnn: recurrent_dropout, zoneout or layer_norm under backend='auto' runs here as a loop of torch ops over "
     "time, many times slower than a fused layer: no GPU run has yet checked these options in the fused kernels, so "
