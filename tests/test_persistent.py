@@ -279,3 +279,14 @@ def test_a_grid_that_cannot_be_co_resident_is_refused_not_hung():
     with pytest.raises(RuntimeError):
         run_barrier(programs, programs, 1, 1 << 20, "cuda")
         torch.cuda.synchronize()
+
+
+def test_a_k_loop_depth_other_than_1_2_3_is_refused():
+    """FUSEDRNN_K_STAGES is read once, at import: a bad value stops the import with a clear error."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FUSEDRNN_K_STAGES": "5"}
+    run = subprocess.run([sys.executable, "-c", "import fusedrnn.strategies.tiles"], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode != 0 and "FUSEDRNN_K_STAGES=5" in run.stderr

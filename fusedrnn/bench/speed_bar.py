@@ -81,10 +81,11 @@ def evaluate(rows: list[dict], provider: str, table=(), gpu: str = "") -> dict:
             for batch, hidden in GRID:
                 point = (cell, dtype, batch, hidden, SEQ_LEN)
                 row = _row(index, provider, "forward+backward", point, table, gpu)
-                if not _timed(row) or _ratio(row, "speedup_vs_cudnn") is None:
+                speedup = _ratio(row, "speedup_vs_cudnn") if _timed(row) else None
+                if speedup is None:
                     missing.append(_label(point))
                     continue
-                speedups[_label(point)] = _ratio(row, "speedup_vs_cudnn")
+                speedups[_label(point)] = speedup
                 memory, error = _ratio(row, "mem_vs_cudnn"), _ratio(row, "err_vs_reference_ratio")
                 if memory is None:
                     result["memory_missing"] += 1

@@ -23,6 +23,7 @@ the same (one tile per program): one program over a single tile, or INTERPRETER_
 """
 
 import dataclasses
+import functools
 import logging
 import os
 import warnings
@@ -151,8 +152,14 @@ def _occupancy(compiled, num_warps: int, device: torch.device) -> int:
 
 
 def device_properties(device: torch.device) -> dict:
-    """Triton's view of the GPU: multiprocessor_count, max_shared_mem (bytes per block), max_num_regs (per SM)."""
-    return triton.runtime.driver.active.utils.get_device_properties(device.index or torch.cuda.current_device())
+    """Triton's view of the GPU: multiprocessor_count, max_shared_mem (bytes per block), max_num_regs (per SM);
+    asked of the driver once per device (every persistent launch reads it)."""
+    return _properties_of(device.index or torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=16)
+def _properties_of(index: int) -> dict:
+    return triton.runtime.driver.active.utils.get_device_properties(index)
 
 
 STRATEGY = Persistent()
