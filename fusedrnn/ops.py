@@ -32,8 +32,7 @@ NO_DOUBLE_BACKWARD = (
 )
 
 
-@torch.library.custom_op("fusedrnn::recurrence", mutates_args=())
-def recurrence_op(mode: str, strategy: str, gx: Tensor, w_hh: Tensor, b_hh: Tensor | None, h0: Tensor | None,
+def _recurrence_impl(mode: str, strategy: str, gx: Tensor, w_hh: Tensor, b_hh: Tensor | None, h0: Tensor | None,
                   c0: Tensor | None, lengths: Tensor | None, reverse: bool, store_acts: bool,
                   allow_tf32: bool, w_hr: Tensor | None = None, flow_id: int = 0, clip_mode: str = "",
                   clip: float = 0.0, recurrent_mask: Tensor | None = None, zoneout: Tensor | None = None,
@@ -49,6 +48,9 @@ def recurrence_op(mode: str, strategy: str, gx: Tensor, w_hh: Tensor, b_hh: Tens
                           recurrent_mask, zoneout, layer_norm)
 
 
+recurrence_op = torch.library.custom_op("fusedrnn::recurrence", _recurrence_impl, mutates_args=())
+
+
 @recurrence_op.register_fake
 def _(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allow_tf32, w_hr=None, flow_id=0,
       clip_mode="", clip=0.0, recurrent_mask=None, zoneout=None, layer_norm=None):
@@ -61,8 +63,7 @@ def _(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allo
     return gx.new_empty(T, B, H), gx.new_empty(B, H), c_n, acts
 
 
-@torch.library.custom_op("fusedrnn::recurrence_backward", mutates_args=())
-def recurrence_backward_op(mode: str, strategy: str, dy: Tensor, dh: Tensor, dc: Tensor, acts: Tensor, y: Tensor,
+def _recurrence_backward_impl(mode: str, strategy: str, dy: Tensor, dh: Tensor, dc: Tensor, acts: Tensor, y: Tensor,
                            w_hh: Tensor, h0: Tensor | None, c0: Tensor | None, lengths: Tensor | None, reverse: bool,
                            allow_tf32: bool, w_hh_grad: bool, w_hr: Tensor | None = None,
                            w_hr_grad: bool = False, record_flow: bool = False, clip_mode: str = "",
@@ -77,6 +78,10 @@ def recurrence_backward_op(mode: str, strategy: str, dy: Tensor, dh: Tensor, dc:
 
     return driver.backward(mode, strategy, dy, dh, dc, acts, y, w_hh, h0, c0, lengths, reverse, allow_tf32, w_hh_grad,
                            w_hr, w_hr_grad, record_flow, clip_mode, clip, recurrent_mask, zoneout, layer_norm)
+
+
+recurrence_backward_op = torch.library.custom_op("fusedrnn::recurrence_backward", _recurrence_backward_impl,
+                                                 mutates_args=())
 
 
 @recurrence_backward_op.register_fake
@@ -156,25 +161,51 @@ def _no_double_backward(ctx, *grads):
     raise RuntimeError(NO_DOUBLE_BACKWARD)
 
 
-def _differentiable(op, backward, setup_context):
-    """Registers op's autograd and returns what to call op by: op itself, or under torch.func transforms an
-    autograd.Function with the same setup_context and backward. The transforms refuse the autograd.Function
-    that register_autograd generates, which lacks a setup_context staticmethod (pytorch/pytorch#168393)."""
-    op.register_autograd(backward, setup_context=setup_context)
-    function = type(f"{op._name}_function", (torch.autograd.Function,), dict(
-        forward=staticmethod(lambda *args: op(*args)), setup_context=staticmethod(setup_context),
-        backward=staticmethod(backward), generate_vmap_rule=True,
-    ))
+def _eager_function(name: str, impl, backward, setup_context) -> type:
+    """An autograd.Function running impl, in the style whose forward takes ctx: Function.apply binds the
+    arguments of a forward with a separate setup_context through inspect.signature (tens of us a call)."""
 
-    def call(*args):
-        transformed = not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active()
-        return function.apply(*args) if transformed else op(*args)
+    def forward(ctx, *args):
+        output = impl(*args)
+        setup_context(ctx, args, output)
+        return output
 
-    return call
+    return type(name, (torch.autograd.Function,), dict(forward=staticmethod(forward), backward=staticmethod(backward)))
 
 
-_recurrence = _differentiable(recurrence_op, _backward, _setup_context)
-_recurrence_backward = _differentiable(recurrence_backward_op, _no_double_backward, _save_nothing)
+class _Differentiable:
+    """What the wrappers call a custom op by, with its autograd registered (backward, setup_context).
+
+    A call goes through the op, so that compilers, tracers, tensor subclasses and dispatch modes see it, only
+    where one of them is looking. On plain tensors in eager mode the op's round trip through the dispatcher buys
+    nothing and costs host time (about half of a cell step's, benchmarks/NOTES.md), so there `impl`, the op's own
+    implementation, runs: directly where no gradient can be recorded, else inside an autograd.Function with the
+    same setup_context and backward. Under torch.func transforms an autograd.Function that calls the op runs:
+    the transforms refuse the one that register_autograd generates, which lacks a setup_context staticmethod
+    (pytorch/pytorch#168393)."""
+
+    def __init__(self, op, impl, backward, setup_context):
+        op.register_autograd(backward, setup_context=setup_context)
+        self.op, self.impl = op, impl
+        self.transformable = type(f"{op._name}_function", (torch.autograd.Function,), dict(
+            forward=staticmethod(lambda *args: op(*args)), setup_context=staticmethod(setup_context),
+            backward=staticmethod(backward), generate_vmap_rule=True))
+        self.eager = _eager_function(f"{op._name}_eager", impl, backward, setup_context)
+
+    def __call__(self, *args):
+        if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
+            return self.transformable.apply(*args)
+        tensors = [a for a in args if isinstance(a, Tensor)]
+        if not _plain_eager(tensors):
+            return self.op(*args)
+        if torch.is_grad_enabled() and any(t.requires_grad for t in tensors):
+            return self.eager.apply(*args)
+        return self.impl(*args)
+
+
+_recurrence = _Differentiable(recurrence_op, _recurrence_impl, _backward, _setup_context)
+_recurrence_backward = _Differentiable(recurrence_backward_op, _recurrence_backward_impl, _no_double_backward,
+                                       _save_nothing)
 
 
 def recurrence(
@@ -295,8 +326,7 @@ def _project(y: Tensor, h_n: Tensor, w_hr: Tensor, h0: Tensor | None, lengths: T
     return y, h_n
 
 
-@torch.library.custom_op("fusedrnn::cell_step", mutates_args=())
-def cell_step_op(mode: str, x: Tensor, h: Tensor | None, c: Tensor | None, w_ih: Tensor, w_hh: Tensor,
+def _cell_step_impl(mode: str, x: Tensor, h: Tensor | None, c: Tensor | None, w_ih: Tensor, w_hh: Tensor,
                  b_ih: Tensor | None, b_hh: Tensor | None, store_acts: bool,
                  allow_tf32: bool) -> tuple[Tensor, Tensor, Tensor]:
     """(h', c', acts); c' is empty for a cell without a cell state, acts unless store_acts (or when the cell
@@ -304,6 +334,9 @@ def cell_step_op(mode: str, x: Tensor, h: Tensor | None, c: Tensor | None, w_ih:
     from fusedrnn.strategies import single_step
 
     return single_step.forward(mode, x, h, c, w_ih, w_hh, b_ih, b_hh, store_acts, allow_tf32)
+
+
+cell_step_op = torch.library.custom_op("fusedrnn::cell_step", _cell_step_impl, mutates_args=())
 
 
 @cell_step_op.register_fake
@@ -315,8 +348,7 @@ def _(mode, x, h, c, w_ih, w_hh, b_ih, b_hh, store_acts, allow_tf32):
     return x.new_empty(B, H), c_new, acts
 
 
-@torch.library.custom_op("fusedrnn::cell_step_backward", mutates_args=())
-def cell_step_backward_op(mode: str, dh: Tensor | None, dc: Tensor | None, acts: Tensor, h_new: Tensor, x: Tensor,
+def _cell_step_backward_impl(mode: str, dh: Tensor | None, dc: Tensor | None, acts: Tensor, h_new: Tensor, x: Tensor,
                           h: Tensor | None, c: Tensor | None, w_ih: Tensor, w_hh: Tensor,
                           needs: list[bool]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh), each empty unless `needs` (by position) asks for it; dh and
@@ -324,6 +356,10 @@ def cell_step_backward_op(mode: str, dh: Tensor | None, dc: Tensor | None, acts:
     from fusedrnn.strategies import single_step
 
     return single_step.backward(mode, dh, dc, acts, h_new, x, h, c, w_ih, w_hh, needs)
+
+
+cell_step_backward_op = torch.library.custom_op("fusedrnn::cell_step_backward", _cell_step_backward_impl,
+                                                mutates_args=())
 
 
 @cell_step_backward_op.register_fake
@@ -348,19 +384,13 @@ def _step_backward(ctx, dh, dc, _):
     if dc is not None and dc.numel() == 0:  # c' of a cell without a cell state
         dc = None
     needs = list(ctx.needs_input_grad[1:8])  # x, h, c, w_ih, w_hh, b_ih, b_hh
-    if not torch.is_grad_enabled() and _plain_eager(x, dh, dc, h, c, w_ih, w_hh):
-        # A plain eager backward (create_graph=False: nothing records it) skips the op's dispatch, as inference
-        # does in cell_step; with create_graph the op runs, and refuses the double backward.
-        from fusedrnn.strategies import single_step
-
-        grads = single_step.backward(ctx.mode, dh, dc, acts, h_new, x, h, c, w_ih, w_hh, needs)
-    else:
-        grads = _cell_step_backward(ctx.mode, dh, dc, acts, h_new, x, h, c, w_ih, w_hh, needs)
+    grads = _cell_step_backward(ctx.mode, dh, dc, acts, h_new, x, h, c, w_ih, w_hh, needs)
     return (None, *(g if need else None for g, need in zip(grads, needs)), None, None)
 
 
-_cell_step = _differentiable(cell_step_op, _step_backward, _step_setup_context)
-_cell_step_backward = _differentiable(cell_step_backward_op, _no_double_backward, _save_nothing)
+_cell_step = _Differentiable(cell_step_op, _cell_step_impl, _step_backward, _step_setup_context)
+_cell_step_backward = _Differentiable(cell_step_backward_op, _cell_step_backward_impl, _no_double_backward,
+                                      _save_nothing)
 
 
 def _as(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
@@ -394,14 +424,7 @@ def cell_step(
     store_acts = torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in (x, h, c, w_ih, w_hh, b_ih, b_hh))
     _refuse_forward_ad(x, h, c, w_ih, w_hh, b_ih, b_hh)
-    if not store_acts and _plain_eager(x, h, c, w_ih, w_hh, b_ih, b_hh):
-        # No backward will run and nothing traces this call: the op's round trip through the dispatcher (about
-        # half a step's host time, benchmarks/NOTES.md) buys nothing here, so its implementation runs directly.
-        from fusedrnn.strategies import single_step
-
-        h_new, c_new, _ = single_step.forward(mode, x, h, c, w_ih, w_hh, b_ih, b_hh, False, allow_tf32)
-    else:
-        h_new, c_new, _ = _cell_step(mode, x, h, c, w_ih, w_hh, b_ih, b_hh, store_acts, allow_tf32)
+    h_new, c_new, _ = _cell_step(mode, x, h, c, w_ih, w_hh, b_ih, b_hh, store_acts, allow_tf32)
     return (h_new, c_new) if REGISTRY[mode].states == 2 else (h_new,)
 
 
@@ -413,12 +436,13 @@ def _refuse_forward_ad(*tensors: Tensor | None) -> None:
         raise NotImplementedError(NO_FORWARD_AD)
 
 
-def _plain_eager(x: Tensor, *others: Tensor | None) -> bool:
+def _plain_eager(tensors: list[Tensor]) -> bool:
     """Whether a call runs eagerly on real data: no compiler, tracer (torch.jit.trace included), tensor
     subclass (fake, functional, distributed), dispatch mode, torch.func transform or forward-mode AD level
-    is looking at it, so the op's own dispatch has nothing to do."""
-    return (x.device.type in ("cuda", "cpu") and all(type(t) in _PLAIN for t in (x, *others) if t is not None)
+    is looking at it, so the op's own dispatch has nothing to do. Nor torch's profiler: its traces name the ops."""
+    return (all(type(t) in _PLAIN for t in tensors) and tensors[0].device.type in ("cuda", "cpu")
             and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+            and not torch._C._autograd._profiler_enabled()
             and not torch._C._are_functorch_transforms_active() and torch._C._len_torch_dispatch_stack() == 0
             and forward_ad._current_level < 0)  # forward-mode AD works under no_grad too: the op refuses it
 

@@ -1,6 +1,7 @@
 """Shared test machinery: random inputs, upstream gradients on every output, and comparisons."""
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from fusedrnn.testing import assert_close
 
@@ -124,3 +125,23 @@ def recurrence_leaves(mode, T, B, H, seed):
     initial = tuple(torch.randn(B, H, generator=g, dtype=torch.float64, requires_grad=True)
                     for _ in range(REGISTRY[mode].states))
     return gx, w_hh, b_hh, initial, g
+
+
+class OpRecorder(TorchDispatchMode):
+    """The ops called at the top level while active, with their arguments."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.calls.append((str(func), args))
+        return func(*args, **(kwargs or {}))
+
+
+def refuse_op(monkeypatch, wrapper):
+    """Makes the custom op behind one of fusedrnn.ops' wrappers fail if called."""
+    def refuse(*args):
+        raise AssertionError(f"the custom op {wrapper.op._name} ran")
+
+    monkeypatch.setattr(wrapper, "op", refuse)

@@ -5,8 +5,7 @@ recurrence."""
 
 import pytest
 import torch
-from helpers import assert_all_close, random_like_module
-from torch.utils._python_dispatch import TorchDispatchMode
+from helpers import OpRecorder, assert_all_close, random_like_module, refuse_op
 from triton.runtime.interpreter import InterpretedFunction
 
 from fusedrnn import ops as ops_module
@@ -113,18 +112,6 @@ def test_opcheck(mode, with_hx):
     torch.library.opcheck(cell_step_backward_op, grad_args, test_utils=("test_schema", "test_faketensor"))
 
 
-class OpRecorder(TorchDispatchMode):
-    """The ops called at the top level while active, with their arguments."""
-
-    def __init__(self):
-        super().__init__()
-        self.calls = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.calls.append((str(func), args))
-        return func(*args, **(kwargs or {}))
-
-
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("backend", TRITON_BACKENDS)
 def test_a_step_is_one_launch_each_way_and_not_the_recurrence(mode, backend, monkeypatch):
@@ -153,30 +140,38 @@ def test_a_step_is_one_launch_each_way_and_not_the_recurrence(mode, backend, mon
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", ["full", "no-hx", "unbatched"])
-def test_inference_skips_the_op_and_gives_the_same_step(mode, case, monkeypatch):
-    """Where no backward can run (no_grad, or no input requiring grad) and nothing traces the call, the step
-    runs its implementation without the custom op (host time), with the same numbers as through the op."""
+def test_plain_eager_skips_the_op_and_gives_the_same_step(mode, case, monkeypatch):
+    """On plain tensors with nothing looking (no compiler, tracer or dispatch mode) the step runs its
+    implementation without the custom op's dispatch (host time): under no_grad directly, in training inside an
+    autograd.Function with the op's backward. Same numbers and gradients as through the op."""
     batch, bias, with_hx, batched = CASES[case]
     module = fused_cell(mode, torch.float32, bias)
-    x, _, hx = draw_inputs(mode, torch.float32, batch, with_hx, batched, torch.Generator().manual_seed(5))
-    with torch.no_grad(), OpRecorder():  # a dispatch mode is looking: the op runs
-        through_op = as_list(module(x, hx))
+    x, states, hx = draw_inputs(mode, torch.float32, batch, with_hx, batched, torch.Generator().manual_seed(5))
+    leaves = [x, *states, *module.parameters()]
 
-    def refuse(*args):
-        raise AssertionError("the custom op ran")
+    def step_and_gradients():
+        out = as_list(module(x, hx))
+        return out, torch.autograd.grad(sum(o.square().sum() for o in out), leaves)
 
-    monkeypatch.setattr("fusedrnn.ops._cell_step", refuse)
+    with OpRecorder():  # a dispatch mode is looking: the ops run
+        through_op, through_op_grads = step_and_gradients()
+        with torch.no_grad():
+            through_op_inference = as_list(module(x, hx))
+    refuse_op(monkeypatch, ops_module._cell_step)
+    refuse_op(monkeypatch, ops_module._cell_step_backward)
+    direct, direct_grads = step_and_gradients()
     with torch.no_grad():
-        direct = as_list(module(x, hx))
+        direct_inference = as_list(module(x, hx))
     frozen = [t.detach() for t in (x, *(as_list(hx) if hx is not None else []))]
     plain = random_like_module(fused_cell(mode, torch.float32, bias)).requires_grad_(False)
     plain.load_state_dict(module.state_dict())
     no_grad_inputs = as_list(plain(frozen[0], (tuple(frozen[1:]) if len(frozen) > 2 else frozen[1])
                                    if hx is not None else None))
-    assert all(torch.equal(a, b) for a, b in zip(direct, through_op))
-    assert all(torch.equal(a, b) for a, b in zip(no_grad_inputs, through_op))
-    with pytest.raises(AssertionError, match="the custom op ran"):
-        module(x, hx)  # a backward may run: the op, with its autograd
+    for got, want in ((direct, through_op), (direct_grads, through_op_grads), (direct_inference, through_op),
+                      (through_op_inference, through_op), (no_grad_inputs, through_op)):
+        assert len(got) == len(want) and all(torch.equal(a, b) for a, b in zip(got, want))
+    assert all(o.requires_grad and o.grad_fn is not None for o in direct)
+    assert not any(o.requires_grad for o in direct_inference + no_grad_inputs)
 
 
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
@@ -194,28 +189,14 @@ def test_jit_trace_under_no_grad_records_the_op():
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_plain_backward_skips_the_op_and_gives_the_same_gradients(mode, monkeypatch):
-    """A backward nothing records (no create_graph, no dispatch mode) runs the step's backward without the
-    custom op, with the same gradients as through it; create_graph still takes the op, which refuses."""
+def test_double_backward_raises_in_plain_eager_mode(mode, monkeypatch):
+    """create_graph records the backward step (in plain eager mode without its op), whose own backward refuses."""
+    refuse_op(monkeypatch, ops_module._cell_step_backward)
     module = fused_cell(mode, torch.float32)
-    x, states, hx = draw_inputs(mode, torch.float32, 3, True, True, torch.Generator().manual_seed(6))
-    leaves = [x, *states, *module.parameters()]
-
-    def gradients():
-        return torch.autograd.grad(sum(o.square().sum() for o in as_list(module(x, hx))), leaves)
-
-    with OpRecorder():  # a dispatch mode is looking: the op runs
-        through_op = gradients()
-
-    def refuse(*args):
-        raise AssertionError("the backward op ran")
-
-    real = ops_module._cell_step_backward
-    monkeypatch.setattr(ops_module, "_cell_step_backward", refuse)
-    assert all(torch.equal(a, b) for a, b in zip(gradients(), through_op))
-    monkeypatch.setattr(ops_module, "_cell_step_backward", real)
+    x, _, hx = draw_inputs(mode, torch.float32, 3, True, True, torch.Generator().manual_seed(6))
     out = sum(o.square().sum() for o in as_list(module(x, hx)))
     (dx,) = torch.autograd.grad(out, x, create_graph=True)
+    assert dx.requires_grad
     with pytest.raises(RuntimeError, match="no double backward"):
         torch.autograd.grad(dx.sum(), x)
 

@@ -8,13 +8,14 @@ import sys
 
 import pytest
 import torch
-from helpers import assert_all_close, flat_outputs, random_like_module
+from helpers import OpRecorder, assert_all_close, flat_outputs, random_like_module, refuse_op
 from torch import nn
 from torch._dynamo.testing import CompileCounterWithBackend
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.autograd import forward_ad
 
 import fusedrnn
+from fusedrnn import ops
 from fusedrnn.ops import recurrence_backward_op, recurrence_op
 
 MODULES = ["LSTM", "GRU", "LSTMCell", "GRUCell"]
@@ -132,6 +133,30 @@ def test_export_holds_the_op(name):
     module = program.module()
     parameters = {n.removeprefix("rnn."): p for n, p in module.named_parameters()}
     assert_matches_torch(module, parameters, twin, args)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_plain_eager_runs_the_ops_implementations_without_their_dispatch(name, monkeypatch):
+    """On plain tensors with nothing looking, a module runs the ops' implementations without the dispatcher's
+    round trip (host time) and still matches torch, every gradient included; a dispatch mode sees the ops."""
+    fused, twin = pair(name)
+    args = inputs(name)
+    with OpRecorder() as recorder:
+        Model(fused)(*args)
+    assert any(op_call(name).startswith(f"torch.ops.{called}(") for called, _ in recorder.calls)
+    for wrapper in (ops._recurrence, ops._recurrence_backward, ops._cell_step, ops._cell_step_backward):
+        refuse_op(monkeypatch, wrapper)
+    assert_matches_torch(Model(fused), dict(fused.named_parameters()), twin, args)
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRUCell"])
+def test_profiler_traces_name_the_ops(name):
+    """Under torch's profiler the ops run through their dispatch, so that a trace names them, forward and backward."""
+    fused, _ = pair(name)
+    with torch.profiler.profile() as profile:
+        sum(o.sum() for o in Model(fused)(*inputs(name))).backward()
+    op = op_call(name).removeprefix("torch.ops.").removesuffix(".default(").replace(".", "::")
+    assert {op, f"{op}_backward"} <= {event.name for event in profile.events()}
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -45,11 +45,14 @@ from fusedrnn.strategies import tiles
 from fusedrnn.strategies.kernels import backward_kernel, forward_kernel
 from fusedrnn.strategies.launch import TimeLoop
 
+# Read once (tests set it before the first call imports this module): a cell step makes several buffers.
+POISON = os.environ.get("FUSEDRNN_POISON") == "1"
+
 
 def new_empty(like: torch.Tensor, *shape: int) -> torch.Tensor:
     """Uninitialised buffer; filled with NaN under FUSEDRNN_POISON=1 (tests), so that an element a kernel
     forgets to write shows up as NaN instead of passing by luck."""
-    if os.environ.get("FUSEDRNN_POISON") == "1":
+    if POISON:
         return like.new_full(shape, float("nan"))
     return like.new_empty(shape)
 

@@ -93,7 +93,7 @@ class Persistent:
         B, H = loop.batch, loop.hidden
         if tiles.count(B, H) > programs:
             return None, f"{tiles.count(B, H)} tiles for {programs} programs (one tile per program needed)"
-        padded = triton.next_power_of_2(H)
+        padded = tile_choice.next_power_of_2(H)
         slice_bytes = loop.flags["GATES"] * padded * tiles.block_h * loop.dtype.itemsize
         on_chip = dataclasses.replace(loop, flags={**loop.flags, "W_ON_CHIP": padded})
         if interpreter_enabled():

@@ -100,7 +100,7 @@ def backward_kernel(
 
 
 def _grid(B: int, H: int, t: tiles.Tiles) -> tuple[int, int]:
-    return triton.cdiv(B, t.block_b), triton.cdiv(H, t.block_h)
+    return tiles.cdiv(B, t.block_b), tiles.cdiv(H, t.block_h)
 
 
 # A cell step is bound by host time (benchmarks/NOTES.md): what a launch needs besides its tensors depends only
@@ -141,6 +141,19 @@ def forward(mode: str, x: torch.Tensor, h: torch.Tensor | None, c: torch.Tensor 
     return h_new, c_new, acts
 
 
+@functools.lru_cache(maxsize=1024)
+def _backward_launch(mode: str, B: int, H: int, dtype: torch.dtype, has_state: bool, has_dh: bool,
+                     has_dc: bool) -> tuple[tuple[int, int], dict]:
+    cell = cell_for(mode)
+    t = tiles.choose(tiles.SINGLE_STEP, B, H, dtype)
+    return _grid(B, H, t), dict(
+        POINTWISE_BACKWARD=cell.pointwise_backward, VARIANT=cell.variant, GATES=cell.gates,
+        SAVED_BLOCKS=cell.saved_blocks, HAS_CELL_STATE=cell.has_cell_state, HAS_STATE=has_state, HAS_DH=has_dh,
+        HAS_DC=has_dc, SEPARATE_RECURRENT_GRAD=not cell.recurrent_grad_is_input_grad,
+        COMPUTE=driver.compute_dtype(dtype)[1], BLOCK_B=t.block_b, BLOCK_H=t.block_h, num_warps=t.num_warps,
+    )
+
+
 def backward(mode: str, dh: torch.Tensor | None, dc: torch.Tensor | None, acts: torch.Tensor, h_new: torch.Tensor,
              x: torch.Tensor, h: torch.Tensor | None, c: torch.Tensor | None, w_ih: torch.Tensor,
              w_hh: torch.Tensor, needs: list[bool]) -> tuple[torch.Tensor, ...]:
@@ -156,16 +169,12 @@ def backward(mode: str, dh: torch.Tensor | None, dc: torch.Tensor | None, acts: 
     dh_prev = new_empty(x, B, H) if h is not None else x.new_empty(0)
     dc_prev = new_empty(x, B, H) if c is not None else x.new_empty(0)
     if B and H:
-        t = tiles.choose(tiles.SINGLE_STEP, B, H, x.dtype)
+        grid, constexprs = _backward_launch(mode, B, H, x.dtype, h is not None, dh is not None, dc is not None)
         absent = x
-        backward_kernel[_grid(B, H, t)](
+        backward_kernel[grid](
             absent if dh is None else dh, absent if dc is None else dc, acts if acts.numel() else absent,
             absent if h is None else h, absent if c is None else c, h_new, dgx, dgh,
-            dh_prev if dh_prev.numel() else absent, dc_prev if dc_prev.numel() else absent, B, H,
-            POINTWISE_BACKWARD=cell.pointwise_backward, VARIANT=cell.variant, GATES=cell.gates,
-            SAVED_BLOCKS=cell.saved_blocks, HAS_CELL_STATE=cell.has_cell_state, HAS_STATE=h is not None,
-            HAS_DH=dh is not None, HAS_DC=dc is not None, SEPARATE_RECURRENT_GRAD=dgh is not dgx,
-            COMPUTE=driver.compute_dtype(x.dtype)[1], BLOCK_B=t.block_b, BLOCK_H=t.block_h, num_warps=t.num_warps,
+            dh_prev if dh_prev.numel() else absent, dc_prev if dc_prev.numel() else absent, B, H, **constexprs,
         )
 
     def nothing() -> torch.Tensor:  # a fresh one each: outputs of a custom op may not alias each other

@@ -9,7 +9,6 @@ import os
 from dataclasses import dataclass
 
 import torch
-import triton
 
 # The persistent strategy's tiles, most programs first: the first whose tile count fits on the GPU (one
 # program per multiprocessor) is taken, else the last (each program then runs several tiles). Small tiles
@@ -37,6 +36,17 @@ SINGLE_STEP = "single-step"
 PERSISTENT_SHAPES = tuple((block_b, block_h) for block_b, block_h, *_ in PERSISTENT_TILES)
 
 
+# The host's arithmetic for tiles: triton.cdiv and triton.next_power_of_2 are constexpr functions now, each call
+# tens of microseconds of host time through their wrapper, several per launch.
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def next_power_of_2(n: int) -> int:
+    """The smallest power of two >= n, 0 for 0 (as triton.next_power_of_2)."""
+    return 1 << (n - 1).bit_length() if n > 0 else 0
+
+
 @dataclass(frozen=True)
 class Tiles:
     block_b: int
@@ -46,7 +56,7 @@ class Tiles:
     num_stages: int = 0  # software pipelining depth of the kernel's loops; 0: Triton's default
 
     def count(self, B: int, H: int) -> int:
-        return triton.cdiv(B, self.block_b) * triton.cdiv(H, self.block_h)
+        return cdiv(B, self.block_b) * cdiv(H, self.block_h)
 
     def meta(self) -> dict:
         meta = dict(BLOCK_B=self.block_b, BLOCK_H=self.block_h, BLOCK_K=self.block_k, num_warps=self.num_warps)
@@ -60,7 +70,7 @@ def _chunk(dtype: torch.dtype) -> int:
 def flow_columns(H: int) -> int:
     """Columns of the gradient-flow buffer (fusedrnn/cells/common.py, record_grad_norm): one per tile along H,
     for every strategy's tiles, which are at least 16 wide or cover all of H (checked in `choose`)."""
-    return triton.cdiv(H, 16)
+    return cdiv(H, 16)
 
 
 # Layer norm (fusedrnn/cells/layer_norm.py) needs a row's statistics over all its hidden units, so with it every
@@ -75,7 +85,7 @@ def choose(strategy: str, B: int, H: int, dtype: torch.dtype, programs: int = 0,
     can be resident at once (the persistent strategy; 0 elsewhere); whole_rows: tiles that hold every hidden unit
     of their rows (layer norm)."""
     tiles = _whole_rows(strategy, B, H, dtype) if whole_rows else _choose(strategy, B, H, dtype, programs)
-    if triton.cdiv(H, tiles.block_h) > flow_columns(H):
+    if cdiv(H, tiles.block_h) > flow_columns(H):
         raise AssertionError(f"fusedrnn: tiles {tiles} are narrower than the gradient-flow buffer assumes")
     return tiles
 
@@ -84,10 +94,10 @@ def _whole_rows(strategy: str, B: int, H: int, dtype: torch.dtype) -> Tiles:
     if H > LAYER_NORM_MAX_HIDDEN:
         raise ValueError(f"fusedrnn: layer_norm runs whole-row tiles, which the Triton strategies have up to "
                          f"hidden_size {LAYER_NORM_MAX_HIDDEN}; got {H} (backend='torch' runs any size)")
-    block_h = max(16, triton.next_power_of_2(H))
+    block_h = max(16, next_power_of_2(H))
     warps = 4 if block_h <= 64 else 8 if block_h <= 256 else 16
     if strategy == "triton":  # pointwise only: as many rows as fit 2048 elements per gate
-        return Tiles(max(1, min(triton.next_power_of_2(B), 2048 // block_h)), block_h, 16, warps)
+        return Tiles(max(1, min(next_power_of_2(B), 2048 // block_h)), block_h, 16, warps)
     # tl.dot needs 16 rows; the K chunk shrinks as the tile widens (the GATES accumulators hold the registers).
     chunk = (64 if dtype.itemsize == 2 else 32) if block_h <= 64 else 16
     if strategy == "triton-fusedstep":
@@ -99,15 +109,15 @@ def _whole_rows(strategy: str, B: int, H: int, dtype: torch.dtype) -> Tiles:
 
 def _choose(strategy: str, B: int, H: int, dtype: torch.dtype, programs: int) -> Tiles:
     if strategy == "triton":  # pointwise only: wide tiles, few programs
-        block_h = min(triton.next_power_of_2(H), 256)
-        block_b = max(1, min(triton.next_power_of_2(B), 2048 // block_h))
+        block_h = min(next_power_of_2(H), 256)
+        block_b = max(1, min(next_power_of_2(B), 2048 // block_h))
         return Tiles(block_b, block_h, 16, 4)
     if strategy in ("triton-fusedstep", SINGLE_STEP):
         # Small tiles give more programs (64 at B=64, H=512) for a GEMM that is latency-bound.
         return Tiles(16, 32 if H > 16 else 16, _chunk(dtype), 4)
     if strategy == "triton-persistent":
-        candidates = [tile for tile in PERSISTENT_TILES if tile[1] <= max(16, triton.next_power_of_2(H))]
-        fits = [tile for tile in candidates if triton.cdiv(B, tile[0]) * triton.cdiv(H, tile[1]) <= max(programs, 1)]
+        candidates = [tile for tile in PERSISTENT_TILES if tile[1] <= max(16, next_power_of_2(H))]
+        fits = [tile for tile in candidates if cdiv(B, tile[0]) * cdiv(H, tile[1]) <= max(programs, 1)]
         block_b, block_h, warps, chunk_16bit, chunk_32bit = (fits or candidates[-1:])[0]
         # One pipeline stage unless FUSEDRNN_K_STAGES says otherwise: no load may be issued before the grid
         # barrier that orders it (a Triton hazard with pipelined loops around waits; see the research notes).
