@@ -196,6 +196,35 @@ def test_generate_steps_cells_that_share_the_layer_weights(text_file):
     )
 
 
+@pytest.mark.parametrize("options", [dict(zoneout=0.3), dict(layer_norm=True), dict(cell="gru", zoneout=0.3)],
+                         ids=["lstm-zoneout", "lstm-layer_norm", "gru-zoneout"])
+def test_sampling_with_zoneout_or_layer_norm_steps_the_layer(text_file, options, monkeypatch):
+    """The cells have neither option (a step through them gives other numbers than the layer's at evaluation):
+    sampling steps the layer, so each greedy character is the argmax of the full-sequence forward at evaluation."""
+    dm = TextDataModule(str(text_file))
+    model = tiny_model(dm.vocab, **options).eval()
+    net = model.net
+    assert (net.rnn.zoneout, net.rnn.layer_norm) == (options.get("zoneout", 0.0), options.get("layer_norm", False))
+    prime = model.vocab.encode("the ")
+    with torch.no_grad():
+        _, state = net.rnn(net.embedding(prime[None]))
+        x = net.embedding(prime[-1:])
+        layer_h, _ = net._layer_step(x, state)
+        per_layer = [(state[0][k], state[1][k]) if net.lstm else state[k] for k in range(net.rnn.num_layers)]
+        cells_h, _ = net._cells_step(net.cells())(x, per_layer)
+    assert (layer_h - cells_h).abs().max() > 1e-3
+
+    def refuse():
+        raise AssertionError("sampling built the cells")
+
+    monkeypatch.setattr(net, "cells", refuse)
+    greedy = model.generate("the ", length=16, top_k=1)
+    ids = model.vocab.encode(greedy)
+    with torch.no_grad():
+        logits, _ = model(ids[None, :-1])
+    assert len(greedy) == 20 and torch.equal(logits[0, 3:].argmax(-1), ids[4:])
+
+
 def test_sample_from_checkpoint_in_fresh_process(text_file, tmp_path):
     fit = f"fit {TINY_FIT} --trainer.logger false --trainer.max_epochs 1 --trainer.limit_train_batches 5"
     assert charlm_cli.main(command_line(fit, text=text_file, out=tmp_path)) == 0
@@ -331,6 +360,15 @@ def test_awd_config_reaches_the_fused_layer(capsys):
     assert "weight_drop: 0.3" in capsys.readouterr().out
     model = CharLM(vocab="abc", hidden_size=8, embedding_dim=4, num_layers=2, weight_drop=0.3)
     assert model.net.rnn.weight_drop == 0.3 and CharLM(vocab="abc").net.rnn.weight_drop == 0.0
+
+
+def test_zoneout_and_layer_norm_reach_the_fused_layer_from_the_command_line(capsys):
+    args = ["fit", "--config", str(CONFIG), "--model.zoneout", "0.1", "--model.layer_norm", "true", "--print_config"]
+    assert charlm_cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "zoneout: 0.1" in printed and "layer_norm: true" in printed
+    rnn = CharLM(vocab="abc", hidden_size=8, embedding_dim=4, num_layers=2, zoneout=0.1, layer_norm=True).net.rnn
+    assert rnn.zoneout == 0.1 and rnn.layer_norm and "ln_hh_weight_l1" in dict(rnn.named_parameters())
 
 
 # ---- real data -----------------------------------------------------------------------------------

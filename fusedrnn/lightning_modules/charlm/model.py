@@ -41,6 +41,9 @@ class CharLM(NetWrapper):
         tie_weights: share the embedding matrix with the head (needs embedding_dim == hidden_size).
         weight_drop: DropConnect on the recurrent weights in training (AWD-LSTM's; fusedrnn.LSTM's option).
         recurrent_dropout: variational dropout on the state entering the recurrent product (fusedrnn.LSTM's).
+        zoneout: in training each unit of h (and an LSTM's c) keeps its previous value at this rate, at evaluation
+            and sampling the expectation (fusedrnn.LSTM's; sampling then steps the layer, not the cells).
+        layer_norm: the layer-normalised LSTM or GRU (fusedrnn.LSTM's; its own parameters; sampling steps the layer).
         backend: the fused layers' backend: "auto" (Triton on CUDA), "triton-fusedstep", "triton" or "torch".
         lr: AdamW's (peak) learning rate.
         weight_decay: AdamW's decoupled weight decay.
@@ -67,6 +70,8 @@ class CharLM(NetWrapper):
         min_lr_ratio: float = 0.1,
         weight_drop: float = 0.0,
         recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0,
+        layer_norm: bool = False,
     ):
         super().__init__()
         check_lr_schedule(lr_schedule)
@@ -74,7 +79,7 @@ class CharLM(NetWrapper):
         self.vocab = CharVocab(vocab)
         self.net = CharLMNet(
             len(self.vocab), cell, embedding_dim, hidden_size, num_layers, dropout, tie_weights, backend, weight_drop,
-            recurrent_dropout,
+            recurrent_dropout, zoneout, layer_norm,
         )
         # The state carried between batches, per stage; never saved, reset each epoch.
         self._state: dict[str, object] = {}
@@ -164,8 +169,9 @@ class CharLM(NetWrapper):
     ) -> str:
         """`prime` followed by `length` sampled characters.
 
-        The prime runs through the fused layer in one call; each new character then steps the fused cells.
-        Logits are divided by `temperature`; with `top_k`, only the k likeliest characters can be drawn.
+        The prime runs through the fused layer in one call; each new character then steps the fused cells (the
+        layer itself with zoneout or layer_norm). Logits are divided by `temperature`; with `top_k`, only the k
+        likeliest characters can be drawn.
         """
         if not prime:
             raise ValueError("the prime string must not be empty: it starts the recurrence")

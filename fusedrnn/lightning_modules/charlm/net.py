@@ -1,5 +1,5 @@
 """`CharLMNet`: the character language model's network, embedding -> fused LSTM or GRU -> linear head,
-and sampling from it step by step with the fused cells."""
+and sampling from it step by step with the fused cells (or the layer itself, where the cells lack its options)."""
 
 import torch
 from torch import nn
@@ -15,6 +15,7 @@ class CharLMNet(nn.Module):
     def __init__(
         self, vocab_size: int, cell: str, embedding_dim: int, hidden_size: int, num_layers: int, dropout: float,
         tie_weights: bool, backend: Backend, weight_drop: float = 0.0, recurrent_dropout: float = 0.0,
+        zoneout: float = 0.0, layer_norm: bool = False,
     ):
         super().__init__()
         if cell not in ("lstm", "gru"):
@@ -37,6 +38,8 @@ class CharLMNet(nn.Module):
             backend=backend,
             weight_drop=weight_drop,
             recurrent_dropout=recurrent_dropout,
+            zoneout=zoneout,
+            layer_norm=layer_norm,
         )
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden_size, vocab_size)
@@ -66,24 +69,41 @@ class CharLMNet(nn.Module):
         self, prime: torch.Tensor, length: int, temperature: float, top_k: int | None, generator: torch.Generator
     ) -> torch.Tensor:
         """`length` ids (length,) drawn after the ids `prime` (T,). The prime runs through the
-        fused layer in one call; each new id then steps the fused cells. Logits are divided by
+        fused layer in one call; each new id then steps the fused cells, or the layer itself (a sequence of one)
+        where the layer has zoneout or layer_norm, which the cells have not. Logits are divided by
         `temperature`; with `top_k`, only the k likeliest ids can be drawn. Dropout is the caller's to turn off."""
         out, state = self.rnn(self.embedding(prime[None]))
         logits = self.head(out[0, -1:])
-        states = [(state[0][k], state[1][k]) if self.lstm else state[k] for k in range(self.rnn.num_layers)]
-        cells = self.cells()
+        if self.rnn.zoneout or self.rnn.layer_norm:
+            step = self._layer_step
+        else:  # each layer's own state, as its cell takes it
+            state = [(state[0][k], state[1][k]) if self.lstm else state[k] for k in range(self.rnn.num_layers)]
+            step = self._cells_step(self.cells())
         sampled = []
         for i in range(length):
             next_id = _sample(logits, temperature, top_k, generator)
             sampled.append(next_id)
             if i == length - 1:
                 break
-            x = self.embedding(next_id)
+            h, state = step(self.embedding(next_id), state)
+            logits = self.head(h)
+        return torch.cat(sampled) if sampled else prime.new_empty(0)
+
+    def _layer_step(self, x: torch.Tensor, state):
+        """x (1, E) through the layer as a sequence of one: (h (1, H), the layer's new state)."""
+        out, state = self.rnn(x[None], state)
+        return out[0], state
+
+    def _cells_step(self, cells: list[nn.Module]):
+        """A step like _layer_step through the fused cells, whose state is a list of each layer's."""
+
+        def step(x: torch.Tensor, states: list):
             for k, cell in enumerate(cells):
                 states[k] = cell(x, states[k])
                 x = states[k][0] if self.lstm else states[k]
-            logits = self.head(x)
-        return torch.cat(sampled) if sampled else prime.new_empty(0)
+            return x, states
+
+        return step
 
 
 def _sample(logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator) -> torch.Tensor:
