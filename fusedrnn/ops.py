@@ -33,10 +33,10 @@ NO_DOUBLE_BACKWARD = (
 
 
 def _recurrence_impl(mode: str, strategy: str, gx: Tensor, w_hh: Tensor, b_hh: Tensor | None, h0: Tensor | None,
-                  c0: Tensor | None, lengths: Tensor | None, reverse: bool, store_acts: bool,
-                  allow_tf32: bool, w_hr: Tensor | None = None, flow_id: int = 0, clip_mode: str = "",
-                  clip: float = 0.0, recurrent_mask: Tensor | None = None, zoneout: Tensor | None = None,
-                  layer_norm: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                     c0: Tensor | None, lengths: Tensor | None, reverse: bool, store_acts: bool,
+                     allow_tf32: bool, w_hr: Tensor | None = None, flow_id: int = 0, clip_mode: str = "",
+                     clip: float = 0.0, recurrent_mask: Tensor | None = None, zoneout: Tensor | None = None,
+                     layer_norm: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(y, h_n, c_n, acts); c_n is empty for a cell without a cell state, acts unless store_acts. With w_hr
     (P, H), y and h_n are unprojected (width H) while w_hh is (4H, P) and h0 (B, P). flow_id, clip_mode and
     clip are for the backward only (fusedrnn/gradient_flow.py); the calls that leave them out are the default
@@ -64,12 +64,12 @@ def _(mode, strategy, gx, w_hh, b_hh, h0, c0, lengths, reverse, store_acts, allo
 
 
 def _recurrence_backward_impl(mode: str, strategy: str, dy: Tensor, dh: Tensor, dc: Tensor, acts: Tensor, y: Tensor,
-                           w_hh: Tensor, h0: Tensor | None, c0: Tensor | None, lengths: Tensor | None, reverse: bool,
-                           allow_tf32: bool, w_hh_grad: bool, w_hr: Tensor | None = None,
-                           w_hr_grad: bool = False, record_flow: bool = False, clip_mode: str = "",
-                           clip: float = 0.0, recurrent_mask: Tensor | None = None, zoneout: Tensor | None = None,
-                           layer_norm: Tensor | None = None,
-                           ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+                              w_hh: Tensor, h0: Tensor | None, c0: Tensor | None, lengths: Tensor | None, reverse: bool,
+                              allow_tf32: bool, w_hh_grad: bool, w_hr: Tensor | None = None,
+                              w_hr_grad: bool = False, record_flow: bool = False, clip_mode: str = "",
+                              clip: float = 0.0, recurrent_mask: Tensor | None = None, zoneout: Tensor | None = None,
+                              layer_norm: Tensor | None = None,
+                              ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(dgx, d_w_hh, d_b_hh, d_h0, d_c0, d_w_hr, flow, d_layer_norm); d_c0 is empty for a cell without a cell
     state, d_w_hh unless w_hh_grad, d_w_hr unless w_hr is given and w_hr_grad (the recurrence's share of W_hr's
     gradient), flow unless record_flow (the norms of dL/dh_t, and dL/dc_t, per row: (states, T, B)),
@@ -327,8 +327,8 @@ def _project(y: Tensor, h_n: Tensor, w_hr: Tensor, h0: Tensor | None, lengths: T
 
 
 def _cell_step_impl(mode: str, x: Tensor, h: Tensor | None, c: Tensor | None, w_ih: Tensor, w_hh: Tensor,
-                 b_ih: Tensor | None, b_hh: Tensor | None, store_acts: bool,
-                 allow_tf32: bool) -> tuple[Tensor, Tensor, Tensor]:
+                    b_ih: Tensor | None, b_hh: Tensor | None, store_acts: bool,
+                    allow_tf32: bool) -> tuple[Tensor, Tensor, Tensor]:
     """(h', c', acts); c' is empty for a cell without a cell state, acts unless store_acts (or when the cell
     saves nothing: the Elman cell's backward reads h')."""
     from fusedrnn.strategies import single_step
@@ -349,8 +349,8 @@ def _(mode, x, h, c, w_ih, w_hh, b_ih, b_hh, store_acts, allow_tf32):
 
 
 def _cell_step_backward_impl(mode: str, dh: Tensor | None, dc: Tensor | None, acts: Tensor, h_new: Tensor, x: Tensor,
-                          h: Tensor | None, c: Tensor | None, w_ih: Tensor, w_hh: Tensor,
-                          needs: list[bool]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+                             h: Tensor | None, c: Tensor | None, w_ih: Tensor, w_hh: Tensor,
+                             needs: list[bool]) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(dx, dh, dc, dw_ih, dw_hh, db_ih, db_hh), each empty unless `needs` (by position) asks for it; dh and
     dc also without a state (hx None), dc for a cell without a cell state."""
     from fusedrnn.strategies import single_step
