@@ -362,6 +362,14 @@ def test_awd_config_reaches_the_fused_layer(capsys):
     assert model.net.rnn.weight_drop == 0.3 and CharLM(vocab="abc").net.rnn.weight_drop == 0.0
 
 
+def test_layer_norm_config_reaches_the_fused_layer(capsys):
+    configs = [CONFIG, CONFIG.with_name("charlm_cpu.yaml"), CONFIG.with_name("charlm_layer_norm_cpu.yaml")]
+    args = ["fit", *(arg for config in configs for arg in ("--config", str(config))), "--print_config"]
+    assert charlm_cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "layer_norm: true" in printed and "max_epochs: 6" in printed and "hidden_size: 256" in printed
+
+
 def test_zoneout_and_layer_norm_reach_the_fused_layer_from_the_command_line(capsys):
     args = ["fit", "--config", str(CONFIG), "--model.zoneout", "0.1", "--model.layer_norm", "true", "--print_config"]
     assert charlm_cli.main(args) == 0
