@@ -66,6 +66,13 @@ def test_persistent_layer_raises_when_a_barrier_gave_up(monkeypatch):
         lstm(torch.randn(3, 2, 4))
 
 
+def test_the_tiles_host_arithmetic_is_tritons():
+    """tiles' own cdiv and next_power_of_2 (Triton's are constexpr functions, slow to call from the host) give
+    Triton's results."""
+    assert all(tiles.next_power_of_2(n) == triton.next_power_of_2(n) for n in range(0, 5000))
+    assert all(tiles.cdiv(a, b) == triton.cdiv(a, b) for a in range(0, 600) for b in range(1, 70))
+
+
 def test_tiles_fit_the_multiprocessors():
     # The first shape whose tile count fits one program per multiprocessor; past the last, programs loop.
     assert tiles.choose("triton-persistent", 64, 512, torch.bfloat16, programs=132).count(64, 512) == 128
